@@ -1,0 +1,29 @@
+VENV   ?= .venv
+PYTHON := $(VENV)/bin/python
+ARGS   ?=
+
+.PHONY: install test train tensorboard lint bench clean
+
+install: ## create .venv and install the package with its dev tools
+	python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --upgrade pip
+	$(PYTHON) -m pip install -e ".[dev]"
+
+test: ## run the test suite (copies the shared data into ./data once when it is beside the repo)
+	$(PYTHON) -m pytest $(ARGS)
+
+train: ## train the default VAE; pass overrides as ARGS="dataset=mnist latent_dim=16"
+	$(PYTHON) -m vae.train $(ARGS)
+
+tensorboard: ## open the dashboards of every run under outputs/
+	$(VENV)/bin/tensorboard --logdir outputs
+
+lint:
+	$(VENV)/bin/ruff check vae tests bench
+	$(VENV)/bin/ruff format --check vae tests bench
+
+bench: ## images/second and epoch time for each preset next to a plain baseline
+	$(PYTHON) -m bench.speed $(ARGS)
+
+clean:
+	rm -rf outputs/*/ multirun .pytest_cache .ruff_cache bench/results

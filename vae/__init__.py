@@ -1,0 +1,1 @@
+"""vae: train, evaluate and visualise Variational Autoencoders on images."""

@@ -1,0 +1,165 @@
+"""Lightning callbacks that draw, log and save; the pictures themselves come from ``vae.plots``."""
+
+import json
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from matplotlib.figure import Figure
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loggers import TensorBoardLogger
+from torch import Tensor
+from torchvision.utils import save_image
+
+from vae import plots
+from vae.module import VAE, to_unit_interval
+
+ENCODE_CHUNK = 256  # images per forward pass when encoding the scatter set
+
+
+def checkpoint_callbacks(dirpath: str | Path) -> list[ModelCheckpoint]:
+    """``best-epochNNN.ckpt`` by val/loss and a ``last.ckpt`` rewritten after every epoch.
+
+    ``last.ckpt`` has its own unmonitored callback: a monitored ``ModelCheckpoint(save_last=
+    True)`` rewrites it only when it also saves a new best (Lightning 2.6), leaving it stale.
+    """
+    best = ModelCheckpoint(
+        dirpath=dirpath,
+        filename="best-epoch{epoch:03d}",
+        auto_insert_metric_name=False,
+        monitor="val/loss",
+        mode="min",
+        save_top_k=1,
+    )
+    last = ModelCheckpoint(dirpath=dirpath, filename="last", enable_version_counter=False)
+    return [best, last]
+
+
+class LatentPictures(pl.Callback):
+    """After every validation epoch, logs pictures of fixed inputs so epochs are comparable.
+
+    The latent scatter of validation means coloured by class, samples decoded from fixed
+    prior draws, originals over reconstructions, and for 2-D latents the decoded manifold
+    over [-3, 3]^2. When training ends the same pictures are saved as PNGs in the run folder.
+    """
+
+    def __init__(self, scatter_points: int, grid_size: int, manifold_size: int, seed: int) -> None:
+        self.scatter_points = scatter_points
+        self.grid_size = grid_size
+        self.manifold_size = manifold_size
+        self.seed = seed
+
+    def setup(self, trainer: pl.Trainer, pl_module: VAE, stage: str) -> None:
+        if stage != "fit":
+            return
+        datamodule = trainer.datamodule
+        count = min(self.scatter_points, len(datamodule.val_set))
+        self.images = datamodule.val_set.images[:count]
+        self.labels = datamodule.val_set.labels[:count]
+        self.class_names = getattr(datamodule, "class_names", None)
+        generator = torch.Generator().manual_seed(self.seed)
+        self.prior = torch.randn(self.grid_size**2, pl_module.hparams.latent_dim, generator=generator)
+
+    @torch.no_grad()
+    def render(self, module: VAE, epochs_done: int) -> dict[str, Tensor | Figure]:
+        """The pictures of the module as it is now, by TensorBoard tag."""
+        was_training = module.training
+        module.eval()
+        means = torch.cat(
+            [
+                module.encode(to_unit_interval(chunk.to(module.device)))[0]
+                for chunk in self.images.split(ENCODE_CHUNK)
+            ]
+        )
+        shown = to_unit_interval(self.images[: self.grid_size**2].to(module.device))
+        pictures: dict[str, Tensor | Figure] = {
+            "latent/scatter": plots.latent_scatter(
+                means, self.labels, self.class_names, f"validation means after {epochs_done} epochs"
+            ),
+            "samples/prior": plots.image_grid(module.decode(self.prior.to(module.device)), self.grid_size),
+            "reconstructions": plots.reconstruction_grid(shown, module.reconstruct(shown), self.grid_size),
+        }
+        if module.hparams.latent_dim == 2:
+            grid = plots.manifold_latents(self.manifold_size, extent=3.0).to(module.device)
+            pictures["latent/manifold"] = plots.image_grid(module.decode(grid), self.manifold_size)
+        module.train(was_training)
+        return pictures
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: VAE) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                for tag, picture in self.render(pl_module, trainer.current_epoch + 1).items():
+                    if isinstance(picture, Figure):
+                        logger.experiment.add_figure(tag, picture, trainer.global_step)
+                    else:
+                        logger.experiment.add_image(tag, picture, trainer.global_step)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: VAE) -> None:
+        if not trainer.is_global_zero:
+            return
+        folder = Path(trainer.default_root_dir)
+        for tag, picture in self.render(pl_module, trainer.current_epoch).items():
+            path = folder / f"{tag.replace('/', '_')}.png"
+            if isinstance(picture, Figure):
+                picture.savefig(path, dpi=120)
+            else:
+                save_image(picture, path)
+
+
+class RunSummary(pl.Callback):
+    """Times training, then after testing writes ``metrics.json`` and TensorBoard's HParams.
+
+    ``settings`` (dataset, loss reductions, latent size, seed, ...) go into both, because a
+    number without its settings cannot be compared.
+    """
+
+    def __init__(self, settings: dict) -> None:
+        self.settings = settings
+        self.train_images = 0
+        self.validation_seconds = 0.0
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: VAE) -> None:
+        self.fit_started = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.train_images += len(batch[0])
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: VAE) -> None:
+        self.validation_started = time.perf_counter()
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: VAE) -> None:
+        if trainer.state.fn == "fit":
+            self.validation_seconds += time.perf_counter() - self.validation_started
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: VAE) -> None:
+        self.fit_seconds = time.perf_counter() - self.fit_started
+        self.fit_metrics = _plain(trainer.callback_metrics)
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: VAE) -> None:
+        if not trainer.is_global_zero:
+            return
+        metrics = {**self.fit_metrics, **_plain(trainer.callback_metrics)}
+        training_seconds = self.fit_seconds - self.validation_seconds
+        summary = {
+            "settings": self.settings,
+            "metrics": metrics,
+            "epochs_completed": trainer.current_epoch,
+            "wall_time_s": round(self.fit_seconds, 2),
+            "train_images_per_second": round(self.train_images / max(training_seconds, 1e-9), 1),
+            "note": "losses are per image (recon summed over pixels for bce), averaged over images",
+        }
+        Path(trainer.default_root_dir, "metrics.json").write_text(json.dumps(summary, indent=2))
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                wanted = ("val/recon", "val/kl", "val/loss", "test/recon", "test/kl", "test/loss")
+                scores = {
+                    f"hparams/{key.replace('/', '_')}": metrics[key] for key in wanted if key in metrics
+                }
+                logger.log_hyperparams(self.settings, scores)
+
+
+def _plain(metrics: dict[str, Tensor]) -> dict[str, float]:
+    return {name: float(value) for name, value in sorted(metrics.items()) if "/" in name}

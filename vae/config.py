@@ -1,0 +1,27 @@
+"""Checks of the composed config, so a typo fails before any data is loaded or trained on."""
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from vae.errors import UserError
+from vae.objectives import RECONSTRUCTIONS
+
+
+def _positive_int(cfg: DictConfig, key: str) -> None:
+    value = cfg[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UserError(f"{key} must be a positive integer, got {value!r}; e.g. {key}=16")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise a ``UserError`` naming the first bad top-level value and what to use instead."""
+    for key in ("latent_dim", "batch_size", "epochs"):
+        _positive_int(cfg, key)
+    if cfg.recon not in RECONSTRUCTIONS:
+        raise UserError(f"recon must be one of {RECONSTRUCTIONS}, got {cfg.recon!r}")
+    for key in ("beta", "lr", "mse_scale"):
+        if isinstance(cfg[key], bool) or not isinstance(cfg[key], int | float) or cfg[key] < 0:
+            raise UserError(f"{key} must be a non-negative number, got {cfg[key]!r}")
+    if cfg.ckpt_path is not None and not Path(cfg.ckpt_path).is_file():
+        raise UserError(f"ckpt_path {cfg.ckpt_path} does not exist; give the path of a .ckpt file")

@@ -1,0 +1,38 @@
+"""In-memory uint8 image tensors served a whole batch per indexing operation."""
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+
+class InMemoryImages(Dataset):
+    """uint8 images ``[N, C, H, W]`` and integer labels ``[N]`` held as tensors.
+
+    ``__getitems__`` lets the DataLoader fetch a batch with one tensor index instead of
+    one Python call, one PIL image and one ToTensor per sample.
+    """
+
+    def __init__(self, images: Tensor, labels: Tensor) -> None:
+        if images.dtype != torch.uint8 or images.ndim != 4 or len(images) != len(labels):
+            raise ValueError("expected uint8 images [N, C, H, W] and one label per image")
+        self.images = images
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        return self.images[index], self.labels[index]
+
+    def __getitems__(self, indices: list[int]) -> tuple[Tensor, Tensor]:
+        index = torch.as_tensor(indices)
+        return self.images[index], self.labels[index]
+
+
+def _batch_as_fetched(batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+    return batch
+
+
+def batch_loader(dataset: InMemoryImages, batch_size: int, shuffle: bool) -> DataLoader:
+    """A DataLoader whose batches come from ``__getitems__`` with no per-sample collation."""
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=_batch_as_fetched)

@@ -1,0 +1,98 @@
+"""MNIST and Fashion-MNIST: torchvision finds, verifies and parses the files; we keep uint8 tensors."""
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from torchvision import datasets
+
+from vae.data.memory import InMemoryImages, batch_loader
+from vae.errors import UserError
+
+SOURCES = {"mnist": datasets.MNIST, "fashion_mnist": datasets.FashionMNIST}
+
+
+def load_split(name: str, root: str | Path, train: bool) -> datasets.MNIST:
+    """The torchvision dataset, downloaded into ``root`` when its files are missing.
+
+    With the ``.gz`` files present, torchvision checks their md5 and extracts them without
+    touching the network; any failure to get verified files becomes one actionable message.
+    """
+    source = SOURCES[name]
+    try:
+        return source(str(root), train=train, download=True)
+    except (RuntimeError, OSError) as error:
+        raw = Path(root) / source.__name__ / "raw"
+        files = ", ".join(file for file, _ in source.resources)
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(
+            f"{source.__name__} files are missing or corrupt in {raw} and could not be "
+            f"downloaded ({reason}). Expected: {files}. Either connect to the internet so "
+            f"torchvision can download them, or copy those files into {raw} "
+            f"(or set VAE_DATA_DIR / data_dir= to a folder holding {source.__name__}/raw/)."
+        ) from error
+
+
+class MNISTDataModule(pl.LightningDataModule):
+    """MNIST or Fashion-MNIST as uint8 tensors in memory; batches are formed by indexing.
+
+    Validation is a fixed slice of the training set chosen by ``split_seed`` (independent of
+    the training seed, so every run validates on the same images); test is the official set.
+    ``pad_to`` zero-pads the 28x28 images (seed 000 trains on 32x32).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        root: str | Path,
+        batch_size: int,
+        val_size: int,
+        split_seed: int,
+        pad_to: int | None,
+    ) -> None:
+        super().__init__()
+        if name not in SOURCES:
+            raise UserError(f"unknown dataset {name!r}; choose one of {sorted(SOURCES)}")
+        if pad_to is not None and (pad_to < 28 or (pad_to - 28) % 2):
+            raise UserError(f"dataset.pad_to must be 28 plus an even number of pixels, got {pad_to}")
+        self.name, self.root, self.batch_size = name, root, batch_size
+        self.val_size, self.split_seed, self.pad_to = val_size, split_seed, pad_to
+        self.class_names: list[str] = list(SOURCES[name].classes)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        side = self.pad_to or 28
+        return (1, side, side)
+
+    def prepare_data(self) -> None:
+        for train in (True, False):
+            load_split(self.name, self.root, train)
+
+    def setup(self, stage: str | None = None) -> None:
+        if hasattr(self, "train_set"):
+            return
+        train_images, train_labels = self._tensors(train=True)
+        order = torch.randperm(len(train_images), generator=torch.Generator().manual_seed(self.split_seed))
+        val_index, train_index = order[: self.val_size], order[self.val_size :]
+        self.train_set = InMemoryImages(train_images[train_index], train_labels[train_index])
+        self.val_set = InMemoryImages(train_images[val_index], train_labels[val_index])
+        self.test_set = InMemoryImages(*self._tensors(train=False))
+
+    def _tensors(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        split = load_split(self.name, self.root, train)
+        images = split.data.unsqueeze(1)
+        if self.pad_to:
+            margin = (self.pad_to - images.shape[-1]) // 2
+            images = F.pad(images, (margin,) * 4)
+        return images.contiguous(), split.targets
+
+    def train_dataloader(self) -> DataLoader:
+        return batch_loader(self.train_set, self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return batch_loader(self.val_set, self.batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return batch_loader(self.test_set, self.batch_size, shuffle=False)

@@ -1,0 +1,134 @@
+"""Encoder and decoder builders, one per network family, driven by plain config values.
+
+A tutorial's network is a list of widths and strides in ``conf/model/``, not a class here.
+Decoders return logits; the caller applies the sigmoid (or a loss on logits).
+"""
+
+import math
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+FAMILIES = ("mlp", "conv")
+ACTIVATIONS = {
+    "relu": nn.ReLU,
+    # Keras' default slope (0.3), which seed 001's LeakyReLU() layers use.
+    "leaky_relu": lambda: nn.LeakyReLU(0.3),
+}
+
+ImageShape = tuple[int, int, int]
+
+
+class GaussianEncoder(nn.Module):
+    """Maps images to the mean and log-variance of the diagonal Gaussian q(z|x)."""
+
+    def __init__(self, body: nn.Module, features: int, latent_dim: int) -> None:
+        super().__init__()
+        self.body = body
+        self.mean = nn.Linear(features, latent_dim)
+        self.logvar = nn.Linear(features, latent_dim)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        h = self.body(x)
+        return self.mean(h), self.logvar(h)
+
+
+def build_networks(
+    image_shape: ImageShape, latent_dim: int, family: str, **options
+) -> tuple[GaussianEncoder, nn.Module]:
+    """Build the (encoder, decoder) pair of ``family`` for images of ``image_shape`` (C, H, W)."""
+    if latent_dim < 1:
+        raise ValueError(f"latent_dim must be a positive integer, got {latent_dim}")
+    builders = {"mlp": build_mlp, "conv": build_conv}
+    if family not in builders:
+        raise ValueError(f"unknown model family {family!r}; choose one of {FAMILIES}")
+    return builders[family](tuple(image_shape), latent_dim, **options)
+
+
+def _activation(name: str) -> nn.Module:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; choose one of {tuple(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
+
+
+def build_mlp(
+    image_shape: ImageShape, latent_dim: int, hidden: Sequence[int], activation: str
+) -> tuple[GaussianEncoder, nn.Module]:
+    """Fully connected encoder over flattened pixels; the decoder mirrors the hidden widths."""
+    pixels = math.prod(image_shape)
+    encoder_layers: list[nn.Module] = [nn.Flatten()]
+    width = pixels
+    for size in hidden:
+        encoder_layers += [nn.Linear(width, size), _activation(activation)]
+        width = size
+    encoder = GaussianEncoder(nn.Sequential(*encoder_layers), width, latent_dim)
+
+    decoder_layers: list[nn.Module] = []
+    width = latent_dim
+    for size in reversed(hidden):
+        decoder_layers += [nn.Linear(width, size), _activation(activation)]
+        width = size
+    decoder_layers += [nn.Linear(width, pixels), nn.Unflatten(1, image_shape)]
+    return encoder, nn.Sequential(*decoder_layers)
+
+
+def _block(layer: nn.Module, channels: int, batch_norm: bool, activation: str) -> list[nn.Module]:
+    return [layer, *([nn.BatchNorm2d(channels)] if batch_norm else []), _activation(activation)]
+
+
+def build_conv(
+    image_shape: ImageShape,
+    latent_dim: int,
+    encoder_channels: Sequence[int],
+    encoder_strides: Sequence[int],
+    decoder_channels: Sequence[int],
+    decoder_strides: Sequence[int],
+    output_stride: int,
+    kernel_size: int,
+    batch_norm: bool,
+    activation: str,
+) -> tuple[GaussianEncoder, nn.Module]:
+    """Strided 'same' convolutions down, a dense layer, transposed convolutions back up.
+
+    The decoder starts from ``decoder_channels[0]`` maps at the image size divided by the
+    product of all its strides (``output_stride`` included), as in the Keras tutorials.
+    """
+    if len(encoder_channels) != len(encoder_strides):
+        raise ValueError("encoder_channels and encoder_strides need one entry per layer")
+    if len(decoder_channels) != len(decoder_strides) or not decoder_channels:
+        raise ValueError("decoder_channels and decoder_strides need one entry per layer")
+    in_channels, height, width = image_shape
+    padding = kernel_size // 2
+
+    encoder_layers: list[nn.Module] = []
+    channels = in_channels
+    for out, stride in zip(encoder_channels, encoder_strides, strict=True):
+        conv = nn.Conv2d(channels, out, kernel_size, stride, padding)
+        encoder_layers += _block(conv, out, batch_norm, activation)
+        channels = out
+        height, width = (height - 1) // stride + 1, (width - 1) // stride + 1
+    encoder_layers.append(nn.Flatten())
+    encoder = GaussianEncoder(nn.Sequential(*encoder_layers), channels * height * width, latent_dim)
+
+    upsampling = math.prod(decoder_strides) * output_stride
+    if image_shape[1] % upsampling or image_shape[2] % upsampling:
+        raise ValueError(
+            f"image size {image_shape[1]}x{image_shape[2]} is not divisible by the decoder's "
+            f"total stride {upsampling}; change the strides or the image size"
+        )
+    start = (decoder_channels[0], image_shape[1] // upsampling, image_shape[2] // upsampling)
+    decoder_layers: list[nn.Module] = [nn.Linear(latent_dim, math.prod(start)), nn.Unflatten(1, start)]
+    channels = decoder_channels[0]
+    for out, stride in zip(decoder_channels, decoder_strides, strict=True):
+        deconv = _transposed(channels, out, kernel_size, stride)
+        decoder_layers += _block(deconv, out, batch_norm, activation)
+        channels = out
+    decoder_layers.append(_transposed(channels, in_channels, kernel_size, output_stride))
+    return encoder, nn.Sequential(*decoder_layers)
+
+
+def _transposed(in_channels: int, out_channels: int, kernel_size: int, stride: int) -> nn.Module:
+    """A transposed convolution that multiplies the size by ``stride`` exactly ('same')."""
+    return nn.ConvTranspose2d(
+        in_channels, out_channels, kernel_size, stride, kernel_size // 2, output_padding=stride - 1
+    )

@@ -1,0 +1,83 @@
+"""Pure figure makers: tensors in, an image grid tensor or a matplotlib Figure out.
+
+They hold no state and call no model, so the training callbacks, the tests and the other
+entry points all draw the same pictures.
+"""
+
+from collections.abc import Sequence
+
+import torch
+from matplotlib.figure import Figure
+from torch import Tensor
+from torchvision.utils import make_grid
+
+
+def image_grid(images: Tensor, per_row: int) -> Tensor:
+    """Images ``[N, C, H, W]`` in [0, 1] tiled into one ``[C, H', W']`` picture, ``per_row`` wide."""
+    return make_grid(images.detach().float().clamp(0, 1).cpu(), nrow=per_row, padding=2, pad_value=1.0)
+
+
+def reconstruction_grid(originals: Tensor, reconstructions: Tensor, per_row: int) -> Tensor:
+    """Rows of originals, each directly above the row of their reconstructions."""
+    rows = len(originals) // per_row
+    if rows == 0:
+        raise ValueError(f"need at least {per_row} images for one row, got {len(originals)}")
+    shape = (rows, 1, per_row, *originals.shape[1:])
+    originals = originals[: rows * per_row].reshape(shape)
+    reconstructions = reconstructions[: rows * per_row].to(originals).reshape(shape)
+    paired = torch.cat([originals, reconstructions], dim=1).flatten(0, 2)
+    return image_grid(paired, per_row)
+
+
+def manifold_latents(size: int, extent: float) -> Tensor:
+    """A ``size`` x ``size`` grid of 2-D latents over [-extent, extent]^2, row-major.
+
+    The first row has the largest z[1], so the decoded grid reads like the scatter plot.
+    """
+    axis = torch.linspace(-extent, extent, size)
+    z1, z0 = torch.meshgrid(axis.flip(0), axis, indexing="ij")
+    return torch.stack([z0, z1], dim=-1).reshape(-1, 2)
+
+
+def principal_components(points: Tensor, count: int = 2) -> Tensor:
+    """``points`` ``[N, D]`` projected on their top ``count`` principal directions."""
+    centred = points - points.mean(0)
+    _, _, directions = torch.linalg.svd(centred, full_matrices=False)
+    return centred @ directions[:count].T
+
+
+def latent_scatter(
+    points: Tensor, labels: Tensor | None, class_names: Sequence[str] | None, title: str
+) -> Figure:
+    """Latent means coloured by class, with a legend of class names.
+
+    More than two dimensions are shown as their first two principal components, and the
+    title says so; one dimension is drawn against zero.
+    """
+    points = points.detach().float().cpu()
+    dims = points.shape[1]
+    if dims > 2:
+        points = principal_components(points)
+        title = f"{title} (PCA of {dims}-d means)"
+        axis_names = ("PC 1", "PC 2")
+    elif dims == 2:
+        axis_names = ("z[0]", "z[1]")
+    else:
+        points = torch.cat([points, torch.zeros_like(points)], dim=1)
+        axis_names = ("z[0]", "")
+
+    figure = Figure(figsize=(6.4, 5.2), layout="constrained")
+    axes = figure.add_subplot()
+    if labels is None:
+        axes.scatter(points[:, 0], points[:, 1], s=3, alpha=0.6)
+    else:
+        labels = labels.cpu()
+        for label in labels.unique().tolist():
+            chosen = labels == label
+            name = class_names[label] if class_names else str(label)
+            axes.scatter(points[chosen, 0], points[chosen, 1], s=3, alpha=0.6, label=name)
+        axes.legend(markerscale=4, fontsize="small", loc="center left", bbox_to_anchor=(1.0, 0.5))
+    axes.set_xlabel(axis_names[0])
+    axes.set_ylabel(axis_names[1])
+    axes.set_title(title)
+    return figure

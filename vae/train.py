@@ -1,0 +1,80 @@
+"""`python -m vae.train [key=value ...]`: compose the config, build the pieces, fit, test."""
+
+import sys
+from pathlib import Path
+
+import hydra
+import pytorch_lightning as pl
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import TensorBoardLogger
+
+from vae.callbacks import LatentPictures, RunSummary, checkpoint_callbacks
+from vae.config import validate
+from vae.data import build_datamodule
+from vae.errors import UserError
+from vae.module import VAE
+
+
+def settings_of(cfg: DictConfig) -> dict:
+    """The settings a reported number depends on, as plain values."""
+    choices = HydraConfig.get().runtime.choices
+    return {
+        "dataset": cfg.dataset.name,
+        "model": choices.get("model"),
+        "latent_dim": cfg.latent_dim,
+        "recon": cfg.recon,
+        "recon_reduction": "sum over pixels" if cfg.recon == "bce" else f"{cfg.mse_scale} x mean over pixels",
+        "kl_reduction": "sum over latent dims",
+        "binarization": "none",
+        "beta": cfg.beta,
+        "lr": cfg.lr,
+        "batch_size": cfg.batch_size,
+        "epochs": cfg.epochs,
+        "seed": cfg.seed,
+    }
+
+
+def train(cfg: DictConfig) -> None:
+    validate(cfg)
+    pl.seed_everything(cfg.seed, workers=True)
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    datamodule = build_datamodule(OmegaConf.to_container(cfg.dataset, resolve=True), cfg.batch_size)
+    model = VAE(
+        image_shape=datamodule.image_shape,
+        latent_dim=cfg.latent_dim,
+        model=OmegaConf.to_container(cfg.model, resolve=True),
+        recon=cfg.recon,
+        mse_scale=cfg.mse_scale,
+        beta=cfg.beta,
+        lr=cfg.lr,
+    )
+    trainer = pl.Trainer(
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        precision=cfg.precision,
+        max_epochs=cfg.epochs,
+        default_root_dir=run_dir,
+        logger=TensorBoardLogger(run_dir, name="", version="", default_hp_metric=False),
+        callbacks=[
+            *checkpoint_callbacks(run_dir / "checkpoints"),
+            LatentPictures(**cfg.plots, seed=cfg.seed),
+            RunSummary(settings_of(cfg)),
+        ],
+        **cfg.trainer,
+    )
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    trainer.test(model, datamodule=datamodule)
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    try:
+        train(cfg)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
