@@ -1,0 +1,84 @@
+"""Checkpoint bookkeeping and the pictures logged at validation ends."""
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from vae.callbacks import LatentPictures, checkpoint_callbacks
+from vae.data.memory import InMemoryImages
+from vae.module import VAE
+
+
+class WorseEveryEpoch(pl.LightningModule):
+    """A model whose validation loss rises every epoch, so only epoch 0 is ever the best."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+
+    def training_step(self, batch, batch_idx):
+        return (self.weight - 1).pow(2).sum()
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val/loss", float(self.current_epoch))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_last_checkpoint_holds_the_final_epoch_even_without_improvement(tmp_path: Path):
+    data = DataLoader(TensorDataset(torch.zeros(4, 1)), batch_size=2)
+    trainer = pl.Trainer(
+        max_epochs=3,
+        callbacks=checkpoint_callbacks(tmp_path),
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
+    trainer.fit(WorseEveryEpoch(), data, data)
+    assert torch.load(tmp_path / "last.ckpt", weights_only=True)["epoch"] == 2
+    assert [path.name for path in tmp_path.glob("best-*.ckpt")] == ["best-epoch000.ckpt"]
+
+
+def pictures_for(latent_dim: int) -> tuple[VAE, dict]:
+    model = VAE(
+        (1, 28, 28),
+        latent_dim,
+        {"family": "mlp", "hidden": [8], "activation": "relu"},
+        "bce",
+        1000.0,
+        1.0,
+        1e-3,
+    )
+    images = torch.randint(0, 256, (40, 1, 28, 28), dtype=torch.uint8)
+    val_set = InMemoryImages(images, torch.arange(40) % 3)
+    trainer = SimpleNamespace(datamodule=SimpleNamespace(val_set=val_set, class_names=["a", "b", "c"]))
+    callback = LatentPictures(scatter_points=30, grid_size=4, manifold_size=5, seed=0)
+    callback.setup(trainer, model, "fit")
+    model.train()
+    return model, callback.render(model, epochs_done=1)
+
+
+def test_pictures_of_a_2d_latent_space_include_the_manifold():
+    model, pictures = pictures_for(latent_dim=2)
+    assert set(pictures) == {"latent/scatter", "samples/prior", "reconstructions", "latent/manifold"}
+    assert pictures["samples/prior"].shape == (3, 2 + 4 * 30, 2 + 4 * 30)
+    assert pictures["latent/manifold"].shape == (3, 2 + 5 * 30, 2 + 5 * 30)
+    assert pictures["reconstructions"].shape == (
+        3,
+        2 + 8 * 30,
+        2 + 4 * 30,
+    )  # 4 rows of originals, 4 of reconstructions
+    assert model.training  # rendering does not leave the model in eval mode
+    legend = pictures["latent/scatter"].axes[0].get_legend()
+    assert [text.get_text() for text in legend.get_texts()] == ["a", "b", "c"]
+
+
+def test_pictures_of_a_larger_latent_space_have_no_manifold():
+    _, pictures = pictures_for(latent_dim=16)
+    assert "latent/manifold" not in pictures
+    assert "PCA" in pictures["latent/scatter"].axes[0].get_title()

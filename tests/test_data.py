@@ -1,0 +1,134 @@
+"""The MNIST-family datamodule on tiny IDX files written in the real format."""
+
+import gzip
+import hashlib
+import struct
+from pathlib import Path
+
+import pytest
+import torch
+from torchvision import datasets
+
+from vae.data import build_datamodule
+from vae.data.mnist import MNISTDataModule
+from vae.errors import UserError
+
+NOWHERE = ["http://127.0.0.1:9/"]  # a closed local port: a download attempt fails at once
+FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+
+def idx_bytes(array: torch.Tensor) -> bytes:
+    """IDX format: zero, zero, type 0x08 (ubyte), number of dims, big-endian int32 sizes, data."""
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}i", *array.shape)
+    return header + array.numpy().tobytes()
+
+
+@pytest.fixture
+def tiny_fashion(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, torch.Tensor]:
+    """Writes 12 train and 4 test images as the four gzipped IDX files, with their md5s."""
+    generator = torch.Generator().manual_seed(1)
+    arrays = {
+        "train-images-idx3-ubyte": torch.randint(
+            0, 256, (12, 28, 28), generator=generator, dtype=torch.uint8
+        ),
+        "train-labels-idx1-ubyte": torch.arange(12, dtype=torch.uint8) % 10,
+        "t10k-images-idx3-ubyte": torch.randint(0, 256, (4, 28, 28), generator=generator, dtype=torch.uint8),
+        "t10k-labels-idx1-ubyte": torch.tensor([3, 1, 4, 1], dtype=torch.uint8),
+    }
+    raw = tmp_path / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    resources = []
+    for name, array in arrays.items():
+        packed = gzip.compress(idx_bytes(array))
+        (raw / f"{name}.gz").write_bytes(packed)
+        resources.append((f"{name}.gz", hashlib.md5(packed).hexdigest()))
+    monkeypatch.setattr(datasets.FashionMNIST, "resources", resources)
+    monkeypatch.setattr(datasets.FashionMNIST, "mirrors", NOWHERE)
+    return arrays
+
+
+def datamodule(root: Path, **changes) -> MNISTDataModule:
+    options = dict(name="fashion_mnist", root=root, val_size=3, split_seed=0, pad_to=None)
+    return build_datamodule({**options, **changes}, batch_size=4)
+
+
+def test_verified_gz_files_are_extracted_parsed_and_split(tmp_path, tiny_fashion):
+    module = datamodule(tmp_path)
+    module.prepare_data()
+    module.setup("fit")
+    assert module.image_shape == (1, 28, 28)
+    assert module.class_names[0] == "T-shirt/top"
+    train, val = module.train_set, module.val_set
+    assert (len(train), len(val)) == (9, 3)
+    assert train.images.dtype == torch.uint8 and train.images.shape == (9, 1, 28, 28)
+    # Train and validation partition the written training images, labels kept alongside.
+    written = tiny_fashion["train-images-idx3-ubyte"]
+    together = torch.cat([train.images, val.images]).squeeze(1)
+    assert sorted(map(bytes, together.numpy())) == sorted(map(bytes, written.numpy()))
+    for images, labels in ((train.images, train.labels), (val.images, val.labels)):
+        for image, label in zip(images, labels, strict=True):
+            position = next(i for i, w in enumerate(written) if torch.equal(w, image[0]))
+            assert label == tiny_fashion["train-labels-idx1-ubyte"][position]
+    torch.testing.assert_close(module.test_set.images.squeeze(1), tiny_fashion["t10k-images-idx3-ubyte"])
+    assert module.test_set.labels.tolist() == [3, 1, 4, 1]
+
+
+def test_batches_are_uint8_images_with_labels(tmp_path, tiny_fashion):
+    module = datamodule(tmp_path)
+    module.setup("fit")
+    images, labels = next(iter(module.train_dataloader()))
+    assert images.shape == (4, 1, 28, 28) and images.dtype == torch.uint8
+    assert labels.shape == (4,)
+    assert sum(len(batch[0]) for batch in module.val_dataloader()) == 3
+
+
+def test_validation_slice_depends_on_split_seed_only(tmp_path, tiny_fashion):
+    def val_images(split_seed: int) -> torch.Tensor:
+        module = datamodule(tmp_path, split_seed=split_seed)
+        module.setup("fit")
+        return module.val_set.images
+
+    assert torch.equal(val_images(0), val_images(0))
+    assert not torch.equal(val_images(0), val_images(1))
+
+
+def test_padding_to_32_adds_a_black_border(tmp_path, tiny_fashion):
+    module = datamodule(tmp_path, pad_to=32)
+    module.setup("test")
+    assert module.image_shape == (1, 32, 32)
+    images = module.test_set.images
+    assert images.shape == (4, 1, 32, 32)
+    torch.testing.assert_close(images[:, 0, 2:30, 2:30], tiny_fashion["t10k-images-idx3-ubyte"])
+    assert images[:, :, :2].sum() == 0 and images[:, :, :, 30:].sum() == 0
+
+
+def test_missing_files_name_the_folder_the_files_and_the_ways_out(tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets.MNIST, "mirrors", NOWHERE)
+    module = datamodule(tmp_path, name="mnist")
+    with pytest.raises(UserError) as raised:
+        module.prepare_data()
+    message = str(raised.value)
+    assert "\n" not in message
+    assert str(tmp_path / "MNIST" / "raw") in message
+    for file in FILES:
+        assert f"{file}.gz" in message
+    assert "internet" in message and "VAE_DATA_DIR" in message
+
+
+def test_a_corrupt_gz_is_reported_not_parsed(tmp_path, tiny_fashion):
+    damaged = tmp_path / "FashionMNIST" / "raw" / "t10k-labels-idx1-ubyte.gz"
+    damaged.write_bytes(damaged.read_bytes()[:-3])
+    with pytest.raises(UserError, match="missing or corrupt"):
+        datamodule(tmp_path).setup("fit")
+
+
+def test_unknown_dataset_and_bad_padding_are_rejected(tmp_path):
+    with pytest.raises(UserError, match="unknown dataset"):
+        datamodule(tmp_path, name="cifar")
+    with pytest.raises(UserError, match="pad_to"):
+        datamodule(tmp_path, pad_to=31)

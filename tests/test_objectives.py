@@ -1,0 +1,73 @@
+"""The ELBO terms against hand computations and a Monte Carlo estimate."""
+
+import math
+
+import torch
+
+from vae.module import Sampler
+from vae.objectives import bernoulli_recon, gaussian_kl, reconstruction, reparameterize, scaled_mse_recon
+
+
+def logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+def test_bce_is_summed_over_the_pixels_of_each_image():
+    probabilities = [[0.9, 0.2], [0.5, 0.7]]
+    logits = torch.tensor([[logit(p) for p in row] for row in probabilities])
+    x = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    # -(ln 0.9 + ln 0.8) and -(ln 0.5 + ln 0.7), worked by hand.
+    expected = torch.tensor([0.1053605 + 0.2231436, 0.6931472 + 0.3566749])
+    torch.testing.assert_close(bernoulli_recon(logits, x), expected, rtol=0, atol=1e-6)
+
+
+def test_bce_from_logits_stays_finite_for_confident_wrong_pixels():
+    loss = bernoulli_recon(torch.tensor([[100.0, -100.0]]), torch.tensor([[0.0, 1.0]]))
+    torch.testing.assert_close(loss, torch.tensor([200.0]))
+
+
+def test_scaled_mse_is_scale_times_mean_over_pixels():
+    logits = torch.zeros(1, 1, 2, 2)  # decoder mean 0.5 everywhere
+    x = torch.tensor([0.0, 1.0, 0.5, 0.5]).reshape(1, 1, 2, 2)
+    # squared errors 0.25, 0.25, 0, 0 -> mean 0.125 -> x1000 = 125
+    torch.testing.assert_close(scaled_mse_recon(logits, x, 1000.0), torch.tensor([125.0]))
+    torch.testing.assert_close(reconstruction("mse", logits, x, 1000.0), torch.tensor([125.0]))
+
+
+def test_kl_matches_a_hand_computed_value():
+    mu = torch.tensor([[1.0, 0.0]])
+    logvar = torch.tensor([[0.0, math.log(2.0)]])
+    # 0.5 * (mu^2) + 0.5 * (sigma^2 - 1 - ln sigma^2) = 0.5 + 0.5 * (1 - ln 2)
+    torch.testing.assert_close(gaussian_kl(mu, logvar), torch.tensor([0.5 + 0.5 * (1 - math.log(2))]))
+
+
+def test_kl_closed_form_matches_monte_carlo():
+    generator = torch.Generator().manual_seed(0)
+    mu = torch.tensor([0.5, -1.0, 2.0])
+    logvar = torch.tensor([0.3, -0.7, 1.2])
+    std = torch.exp(0.5 * logvar)
+    z = mu + std * torch.randn(400_000, 3, generator=generator)
+    q = torch.distributions.Normal(mu, std)
+    p = torch.distributions.Normal(0.0, 1.0)
+    monte_carlo = (q.log_prob(z) - p.log_prob(z)).sum(1).mean()
+    closed_form = gaussian_kl(mu[None], logvar[None])[0]
+    assert abs(monte_carlo - closed_form) < 0.02 * closed_form
+
+
+def test_reparameterized_draws_have_the_posterior_moments():
+    mu = torch.full((200_000, 1), 1.5)
+    logvar = torch.full((200_000, 1), math.log(0.25))
+    torch.manual_seed(0)
+    z = Sampler()(mu, logvar)
+    assert abs(z.mean() - 1.5) < 0.01
+    assert abs(z.std() - 0.5) < 0.01
+
+
+def test_gradients_reach_mean_and_logvar_through_the_sample():
+    mu = torch.tensor([[0.3]], requires_grad=True)
+    logvar = torch.tensor([[0.2]], requires_grad=True)
+    eps = torch.tensor([[0.7]])
+    reparameterize(mu, logvar, eps).sum().backward()
+    assert mu.grad.item() == 1.0
+    # dz/dlogvar = 0.5 * exp(0.5 * logvar) * eps
+    assert math.isclose(logvar.grad.item(), 0.5 * math.exp(0.1) * 0.7, rel_tol=1e-6)

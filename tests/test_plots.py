@@ -1,0 +1,60 @@
+"""The pure figure makers: layout of grids, latent grids, projections and scatter legends."""
+
+import torch
+
+from vae import plots
+
+
+def cell_value(grid: torch.Tensor, row: int, column: int, side: int = 28, padding: int = 2) -> float:
+    """The pixel at the centre of one tile of a make_grid picture."""
+    step = side + padding
+    return grid[0, padding + row * step + side // 2, padding + column * step + side // 2].item()
+
+
+def test_reconstruction_rows_sit_under_their_originals():
+    originals = torch.zeros(4, 1, 28, 28)
+    reconstructions = torch.ones(4, 1, 28, 28)
+    reconstructions[2:] = 0.5  # the second pair of rows
+    grid = plots.reconstruction_grid(originals, reconstructions, per_row=2)
+    assert grid.shape == (3, 2 + 4 * 30, 2 + 2 * 30)
+    assert [cell_value(grid, row, 1) for row in range(4)] == [0.0, 1.0, 0.0, 0.5]
+
+
+def test_image_grid_clamps_into_the_unit_interval():
+    grid = plots.image_grid(torch.full((2, 3, 8, 8), 3.0), per_row=2)
+    assert grid.max() == 1.0 and grid.shape[0] == 3
+
+
+def test_manifold_latents_read_like_the_scatter_plot():
+    z = plots.manifold_latents(3, extent=3.0)
+    assert z.shape == (9, 2)
+    assert z[0].tolist() == [-3.0, 3.0]  # top left: smallest z[0], largest z[1]
+    assert z[2].tolist() == [3.0, 3.0]
+    assert z[8].tolist() == [3.0, -3.0]
+
+
+def test_principal_components_find_the_direction_of_largest_spread():
+    generator = torch.Generator().manual_seed(0)
+    t = torch.randn(500, 1, generator=generator)
+    points = t * torch.tensor([[2.0, -1.0, 2.0]]) + 0.01 * torch.randn(500, 3, generator=generator)
+    projected = plots.principal_components(points)
+    assert projected.shape == (500, 2)
+    assert projected[:, 0].var() > 1000 * projected[:, 1].var()
+    torch.testing.assert_close(
+        projected[:, 0].var(), (points - points.mean(0)).pow(2).sum(1).mean(), rtol=0.01, atol=0
+    )
+
+
+def test_scatter_legend_names_the_classes_present():
+    points = torch.randn(6, 2)
+    labels = torch.tensor([0, 0, 2, 2, 1, 1])
+    figure = plots.latent_scatter(points, labels, ["zero", "one", "two"], "means")
+    axes = figure.axes[0]
+    assert [text.get_text() for text in axes.get_legend().get_texts()] == ["zero", "one", "two"]
+    assert "PCA" not in axes.get_title()
+
+
+def test_scatter_of_many_dimensions_says_it_shows_principal_components():
+    figure = plots.latent_scatter(torch.randn(50, 16), None, None, "means")
+    assert "PCA of 16-d" in figure.axes[0].get_title()
+    assert figure.axes[0].get_legend() is None

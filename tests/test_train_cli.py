@@ -1,0 +1,98 @@
+"""`python -m vae.train` as a user runs it: on the real Fashion-MNIST files, then resumed."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from vae.module import VAE
+
+QUICK = [
+    "accelerator=cpu",
+    "trainer.limit_train_batches=3",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
+    "plots.scatter_points=300",
+]
+
+
+def run_train(*overrides: str, data_dir: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "VAE_DATA_DIR": str(data_dir)}
+    command = [sys.executable, "-m", "vae.train", *overrides]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def finished_run(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("run")
+    result = run_train(*QUICK, "epochs=2", f"hydra.run.dir={run_dir}", data_dir=data_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir
+
+
+def test_events_hold_each_loss_term_and_the_pictures(finished_run: Path):
+    events = EventAccumulator(str(finished_run), size_guidance={"images": 0, "scalars": 0})
+    events.Reload()
+    scalars = set(events.Tags()["scalars"])
+    for stage in ("train", "val", "test"):
+        assert {f"{stage}/recon", f"{stage}/kl", f"{stage}/loss"} <= scalars
+    assert len(events.Scalars("val/kl")) == 2  # once per epoch
+    assert all(event.value > 0 for event in events.Scalars("train/kl"))  # a KL divergence, not its negative
+    assert set(events.Tags()["images"]) == {
+        "latent/scatter",
+        "samples/prior",
+        "reconstructions",
+        "latent/manifold",
+    }
+    assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
+
+
+def test_run_folder_has_metrics_pictures_and_a_final_checkpoint(finished_run: Path):
+    summary = json.loads((finished_run / "metrics.json").read_text())
+    assert summary["settings"]["dataset"] == "fashion_mnist" and summary["settings"]["latent_dim"] == 2
+    assert summary["epochs_completed"] == 2 and summary["train_images_per_second"] > 0
+    metrics = summary["metrics"]
+    for key in ("val/recon", "val/kl", "val/loss", "test/recon", "test/kl", "test/loss"):
+        assert metrics[key] > 0, key
+    # Per-image losses: recon summed over 784 pixels, so hundreds of nats early in training.
+    assert 50 < metrics["test/recon"] < 784
+    for picture in ("latent_scatter", "samples_prior", "reconstructions", "latent_manifold"):
+        assert (finished_run / f"{picture}.png").stat().st_size > 1000
+    assert (finished_run / ".hydra" / "config.yaml").exists()
+    assert torch.load(finished_run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1
+
+
+def test_checkpoint_reloads_and_samples(finished_run: Path):
+    model = VAE.load_from_checkpoint(finished_run / "checkpoints" / "last.ckpt", map_location="cpu")
+    samples = model.eval().sample(4)
+    assert samples.shape == (4, 1, 28, 28)
+    assert 0 <= samples.min() and samples.max() <= 1
+
+
+def test_training_resumes_from_a_checkpoint(finished_run: Path, data_dir: Path, tmp_path: Path):
+    checkpoint = finished_run / "checkpoints" / "last.ckpt"
+    result = run_train(
+        *QUICK, "epochs=3", f"ckpt_path={checkpoint}", f"hydra.run.dir={tmp_path}", data_dir=data_dir
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    resumed = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert (resumed["epoch"], resumed["global_step"]) == (2, 9)  # 2 epochs of 3 steps before, 1 after
+
+
+def test_a_bad_latent_size_fails_in_one_line_before_training(tmp_path: Path):
+    result = run_train("latent_dim=0", f"hydra.run.dir={tmp_path}", data_dir=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: latent_dim must be a positive integer")
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_an_unknown_dataset_gets_hydras_list_of_choices(tmp_path: Path):
+    result = run_train("dataset=nope", f"hydra.run.dir={tmp_path}", data_dir=tmp_path)
+    assert result.returncode != 0
+    assert "Could not find 'dataset/nope'" in result.stderr and "fashion_mnist" in result.stderr
