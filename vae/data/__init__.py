@@ -2,10 +2,11 @@
 
 import pytorch_lightning as pl
 
+from vae.data.cartoon import CartoonDataModule
 from vae.data.mnist import MNISTDataModule
 from vae.errors import UserError
 
-DATAMODULES = {"mnist": MNISTDataModule, "fashion_mnist": MNISTDataModule}
+DATAMODULES = {"mnist": MNISTDataModule, "fashion_mnist": MNISTDataModule, "cartoon": CartoonDataModule}
 
 
 def build_datamodule(dataset: dict, batch_size: int) -> pl.LightningDataModule:
