@@ -28,3 +28,34 @@ def data_dir() -> Path:
                 if not copy.exists():
                     shutil.copyfile(file, copy)
     return target
+
+
+OBJECTIVE_KEYS = (
+    "recon",
+    "recon_reduction",
+    "mse_scale",
+    "kl_reduction",
+    "beta",
+    "kl_warmup_epochs",
+    "variational",
+    "eps_std",
+    "binarize",
+    "lr",
+)
+
+
+@pytest.fixture
+def make_vae():
+    """Builds a small VAE with the defaults of ``conf/config.yaml``, changed by keyword."""
+    from omegaconf import OmegaConf
+
+    from vae.module import VAE
+
+    defaults = OmegaConf.load(REPO / "conf" / "config.yaml")
+    options = {key: defaults[key] for key in OBJECTIVE_KEYS}
+
+    def make(image_shape=(1, 4, 4), latent_dim=2, model=None, **changes) -> VAE:
+        model = model or {"family": "mlp", "hidden": [16], "activation": "relu"}
+        return VAE(image_shape, latent_dim, model, **{**options, **changes})
+
+    return make

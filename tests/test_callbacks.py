@@ -44,16 +44,8 @@ def test_last_checkpoint_holds_the_final_epoch_even_without_improvement(tmp_path
     assert [path.name for path in tmp_path.glob("best-*.ckpt")] == ["best-epoch000.ckpt"]
 
 
-def pictures_for(latent_dim: int) -> tuple[VAE, dict]:
-    model = VAE(
-        (1, 28, 28),
-        latent_dim,
-        {"family": "mlp", "hidden": [8], "activation": "relu"},
-        "bce",
-        1000.0,
-        1.0,
-        1e-3,
-    )
+def pictures_for(make_vae, latent_dim: int) -> tuple[VAE, dict]:
+    model = make_vae((1, 28, 28), latent_dim)
     images = torch.randint(0, 256, (40, 1, 28, 28), dtype=torch.uint8)
     val_set = InMemoryImages(images, torch.arange(40) % 3)
     trainer = SimpleNamespace(datamodule=SimpleNamespace(val_set=val_set, class_names=["a", "b", "c"]))
@@ -63,8 +55,8 @@ def pictures_for(latent_dim: int) -> tuple[VAE, dict]:
     return model, callback.render(model, epochs_done=1)
 
 
-def test_pictures_of_a_2d_latent_space_include_the_manifold():
-    model, pictures = pictures_for(latent_dim=2)
+def test_pictures_of_a_2d_latent_space_include_the_manifold(make_vae):
+    model, pictures = pictures_for(make_vae, latent_dim=2)
     assert set(pictures) == {"latent/scatter", "samples/prior", "reconstructions", "latent/manifold"}
     assert pictures["samples/prior"].shape == (3, 2 + 4 * 30, 2 + 4 * 30)
     assert pictures["latent/manifold"].shape == (3, 2 + 5 * 30, 2 + 5 * 30)
@@ -78,7 +70,7 @@ def test_pictures_of_a_2d_latent_space_include_the_manifold():
     assert [text.get_text() for text in legend.get_texts()] == ["a", "b", "c"]
 
 
-def test_pictures_of_a_larger_latent_space_have_no_manifold():
-    _, pictures = pictures_for(latent_dim=16)
+def test_pictures_of_a_larger_latent_space_have_no_manifold(make_vae):
+    _, pictures = pictures_for(make_vae, latent_dim=16)
     assert "latent/manifold" not in pictures
     assert "PCA" in pictures["latent/scatter"].axes[0].get_title()

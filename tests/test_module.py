@@ -20,16 +20,16 @@ def tiny_vae(latent_dim: int = 2, beta: float = 1.0, recon: str = "bce") -> VAE:
     )
 
 
-def test_loss_is_recon_plus_beta_times_kl_per_image():
-    model = tiny_vae(beta=0.5)
+def test_loss_is_recon_plus_beta_times_kl_per_image(make_vae):
+    model = make_vae(beta=0.5)
     terms = model.losses(torch.rand(5, 1, 4, 4))
     assert all(value.shape == (5,) for value in terms.values())
     torch.testing.assert_close(terms["loss"], terms["recon"] + 0.5 * terms["kl"])
     assert (terms["kl"] >= 0).all() and (terms["recon"] > 0).all()
 
 
-def test_sample_decode_and_reconstruct_give_images_in_the_unit_interval():
-    model = tiny_vae().eval()
+def test_sample_decode_and_reconstruct_give_images_in_the_unit_interval(make_vae):
+    model = make_vae().eval()
     samples = model.sample(4, generator=torch.Generator().manual_seed(0))
     assert samples.shape == (4, 1, 4, 4)
     assert samples.min() >= 0 and samples.max() <= 1
@@ -37,8 +37,8 @@ def test_sample_decode_and_reconstruct_give_images_in_the_unit_interval():
     assert torch.equal(model.reconstruct(x), model.reconstruct(x))  # posterior means, no noise
 
 
-def test_a_training_step_sends_gradients_to_both_encoder_heads():
-    model = tiny_vae()
+def test_a_training_step_sends_gradients_to_both_encoder_heads(make_vae):
+    model = make_vae()
     batch = (torch.randint(0, 256, (8, 1, 4, 4), dtype=torch.uint8), torch.zeros(8))
     model.losses(to_unit_interval(batch[0]))["loss"].mean().backward()
     for name, parameter in model.encoder.named_parameters():
@@ -50,6 +50,47 @@ def test_uint8_pixels_become_unit_floats():
     torch.testing.assert_close(to_unit_interval(pixels), torch.tensor([0.0, 0.2, 1.0]))
 
 
-def test_unknown_reconstruction_term_is_rejected():
-    with pytest.raises(ValueError, match="unknown recon"):
-        tiny_vae(recon="l1")
+@pytest.mark.parametrize(
+    "change", [{"recon": "l1"}, {"recon_reduction": "max"}, {"kl_reduction": "max"}, {"binarize": "always"}]
+)
+def test_unknown_objective_switches_are_rejected(make_vae, change):
+    with pytest.raises(ValueError, match=f"unknown {next(iter(change))}"):
+        make_vae(**change)
+
+
+def test_an_autoencoder_has_no_sampler_no_logvar_head_and_no_kl(make_vae):
+    model = make_vae(variational=False)
+    assert model.sampler is None and model.encoder.logvar is None
+    terms = model.losses(torch.rand(3, 1, 4, 4))
+    assert set(terms) == {"recon", "loss"}
+    torch.testing.assert_close(terms["loss"], terms["recon"])
+    x = torch.rand(3, 1, 4, 4)
+    torch.testing.assert_close(model.losses(x)["loss"], model.losses(x)["loss"])  # deterministic
+
+
+def test_mean_reductions_divide_the_sums_by_pixels_and_latent_dims(make_vae):
+    summed = make_vae(latent_dim=4)
+    averaged = make_vae(latent_dim=4, recon_reduction="mean", kl_reduction="mean")
+    averaged.load_state_dict(summed.state_dict())
+    x = torch.rand(5, 1, 4, 4)
+    torch.manual_seed(0)
+    total = summed.losses(x)
+    torch.manual_seed(0)
+    mean = averaged.losses(x)
+    torch.testing.assert_close(mean["recon"], total["recon"] / 16)
+    torch.testing.assert_close(mean["kl"], total["kl"] / 4)
+
+
+def test_eps_std_scales_the_sampling_noise(make_vae):
+    model = make_vae(eps_std=0.1)
+    mu, logvar = torch.zeros(100_000, 1), torch.zeros(100_000, 1)
+    assert abs(model.sampler(mu, logvar).std() - 0.1) < 0.002
+
+
+def test_dynamic_binarization_draws_bernoulli_pixels(make_vae):
+    model = make_vae(binarize="dynamic")
+    pixels = torch.full((2000, 1, 4, 4), 64, dtype=torch.uint8)  # p = 64/255
+    x = model.prepare(pixels)
+    assert set(x.unique().tolist()) == {0.0, 1.0}
+    assert abs(x.mean() - 64 / 255) < 0.01
+    torch.testing.assert_close(make_vae().prepare(pixels).unique(), torch.tensor([64 / 255]))

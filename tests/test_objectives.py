@@ -5,7 +5,17 @@ import math
 import torch
 
 from vae.module import Sampler
-from vae.objectives import bernoulli_recon, gaussian_kl, reconstruction, reparameterize, scaled_mse_recon
+from vae.objectives import (
+    bernoulli_recon,
+    gaussian_kl,
+    iwae_nll,
+    log_likelihood,
+    log_normal,
+    reconstruction,
+    reduce_per_image,
+    reparameterize,
+    scaled_mse_recon,
+)
 
 
 def logit(p: float) -> float:
@@ -18,11 +28,11 @@ def test_bce_is_summed_over_the_pixels_of_each_image():
     x = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
     # -(ln 0.9 + ln 0.8) and -(ln 0.5 + ln 0.7), worked by hand.
     expected = torch.tensor([0.1053605 + 0.2231436, 0.6931472 + 0.3566749])
-    torch.testing.assert_close(bernoulli_recon(logits, x), expected, rtol=0, atol=1e-6)
+    torch.testing.assert_close(bernoulli_recon(logits, x, "sum"), expected, rtol=0, atol=1e-6)
 
 
 def test_bce_from_logits_stays_finite_for_confident_wrong_pixels():
-    loss = bernoulli_recon(torch.tensor([[100.0, -100.0]]), torch.tensor([[0.0, 1.0]]))
+    loss = bernoulli_recon(torch.tensor([[100.0, -100.0]]), torch.tensor([[0.0, 1.0]]), "sum")
     torch.testing.assert_close(loss, torch.tensor([200.0]))
 
 
@@ -31,14 +41,14 @@ def test_scaled_mse_is_scale_times_mean_over_pixels():
     x = torch.tensor([0.0, 1.0, 0.5, 0.5]).reshape(1, 1, 2, 2)
     # squared errors 0.25, 0.25, 0, 0 -> mean 0.125 -> x1000 = 125
     torch.testing.assert_close(scaled_mse_recon(logits, x, 1000.0), torch.tensor([125.0]))
-    torch.testing.assert_close(reconstruction("mse", logits, x, 1000.0), torch.tensor([125.0]))
+    torch.testing.assert_close(reconstruction("mse", logits, x, "sum", 1000.0), torch.tensor([125.0]))
 
 
 def test_kl_matches_a_hand_computed_value():
     mu = torch.tensor([[1.0, 0.0]])
     logvar = torch.tensor([[0.0, math.log(2.0)]])
     # 0.5 * (mu^2) + 0.5 * (sigma^2 - 1 - ln sigma^2) = 0.5 + 0.5 * (1 - ln 2)
-    torch.testing.assert_close(gaussian_kl(mu, logvar), torch.tensor([0.5 + 0.5 * (1 - math.log(2))]))
+    torch.testing.assert_close(gaussian_kl(mu, logvar, "sum"), torch.tensor([0.5 + 0.5 * (1 - math.log(2))]))
 
 
 def test_kl_closed_form_matches_monte_carlo():
@@ -50,7 +60,7 @@ def test_kl_closed_form_matches_monte_carlo():
     q = torch.distributions.Normal(mu, std)
     p = torch.distributions.Normal(0.0, 1.0)
     monte_carlo = (q.log_prob(z) - p.log_prob(z)).sum(1).mean()
-    closed_form = gaussian_kl(mu[None], logvar[None])[0]
+    closed_form = gaussian_kl(mu[None], logvar[None], "sum")[0]
     assert abs(monte_carlo - closed_form) < 0.02 * closed_form
 
 
@@ -58,7 +68,7 @@ def test_reparameterized_draws_have_the_posterior_moments():
     mu = torch.full((200_000, 1), 1.5)
     logvar = torch.full((200_000, 1), math.log(0.25))
     torch.manual_seed(0)
-    z = Sampler()(mu, logvar)
+    z = Sampler(eps_std=1.0)(mu, logvar)
     assert abs(z.mean() - 1.5) < 0.01
     assert abs(z.std() - 0.5) < 0.01
 
@@ -71,3 +81,38 @@ def test_gradients_reach_mean_and_logvar_through_the_sample():
     assert mu.grad.item() == 1.0
     # dz/dlogvar = 0.5 * exp(0.5 * logvar) * eps
     assert math.isclose(logvar.grad.item(), 0.5 * math.exp(0.1) * 0.7, rel_tol=1e-6)
+
+
+def test_log_normal_matches_torch_distributions():
+    z, mu, logvar = torch.randn(5, 3), torch.randn(5, 3), torch.randn(5, 3)
+    expected = torch.distributions.Normal(mu, torch.exp(0.5 * logvar)).log_prob(z).sum(-1)
+    torch.testing.assert_close(log_normal(z, mu, logvar), expected)
+
+
+def test_mse_likelihood_is_the_gaussian_density_its_scale_implies():
+    logits, x = torch.randn(2, 1, 3, 3), torch.rand(2, 1, 3, 3)
+    scale = 1000.0
+    sigma = math.sqrt(9 / (2 * scale))  # scale x mean over 9 pixels = sum / (2 sigma^2)
+    expected = torch.distributions.Normal(torch.sigmoid(logits), sigma).log_prob(x).flatten(1).sum(1)
+    torch.testing.assert_close(log_likelihood("mse", logits, x, scale), expected)
+    torch.testing.assert_close(log_likelihood("bce", logits, x, scale), -bernoulli_recon(logits, x, "sum"))
+
+
+def test_iwae_with_one_sample_is_the_negative_elbo_and_never_above_its_average():
+    generator = torch.Generator().manual_seed(0)
+    log_px, log_pz, log_qz = (torch.randn(50, 7, generator=generator) * 3 for _ in range(3))
+    negative_elbo = -(log_px + log_pz - log_qz)
+    torch.testing.assert_close(iwae_nll(log_px[:1], log_pz[:1], log_qz[:1]), negative_elbo[0])
+    assert (iwae_nll(log_px, log_pz, log_qz) <= negative_elbo.mean(0) + 1e-5).all()
+
+
+def test_iwae_of_equal_weights_is_minus_their_log_weight():
+    log_px = torch.full((10, 2), -3.0)
+    zeros = torch.zeros(10, 2)
+    torch.testing.assert_close(iwae_nll(log_px, zeros, zeros), torch.full((2,), 3.0))
+
+
+def test_mean_reduction_averages_instead_of_summing():
+    values = torch.arange(12.0).reshape(2, 2, 3)
+    torch.testing.assert_close(reduce_per_image(values, "sum"), torch.tensor([15.0, 51.0]))
+    torch.testing.assert_close(reduce_per_image(values, "mean"), torch.tensor([2.5, 8.5]))

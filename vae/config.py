@@ -5,7 +5,8 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from vae.errors import UserError
-from vae.objectives import RECONSTRUCTIONS
+from vae.module import BINARIZATIONS
+from vae.objectives import RECONSTRUCTIONS, REDUCTIONS
 
 
 def _positive_int(cfg: DictConfig, key: str) -> None:
@@ -18,9 +19,17 @@ def validate(cfg: DictConfig) -> None:
     """Raise a ``UserError`` naming the first bad top-level value and what to use instead."""
     for key in ("latent_dim", "batch_size", "epochs"):
         _positive_int(cfg, key)
-    if cfg.recon not in RECONSTRUCTIONS:
-        raise UserError(f"recon must be one of {RECONSTRUCTIONS}, got {cfg.recon!r}")
-    for key in ("beta", "lr", "mse_scale"):
+    for key, allowed in (
+        ("recon", RECONSTRUCTIONS),
+        ("recon_reduction", REDUCTIONS),
+        ("kl_reduction", REDUCTIONS),
+        ("binarize", BINARIZATIONS),
+    ):
+        if cfg[key] not in allowed:
+            raise UserError(f"{key} must be one of {allowed}, got {cfg[key]!r}")
+    if not isinstance(cfg.variational, bool):
+        raise UserError(f"variational must be true or false, got {cfg.variational!r}")
+    for key in ("beta", "lr", "mse_scale", "eps_std", "kl_warmup_epochs"):
         if isinstance(cfg[key], bool) or not isinstance(cfg[key], int | float) or cfg[key] < 0:
             raise UserError(f"{key} must be a non-negative number, got {cfg[key]!r}")
     if cfg.ckpt_path is not None and not Path(cfg.ckpt_path).is_file():

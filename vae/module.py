@@ -7,7 +7,9 @@ import torch
 from torch import Tensor, nn
 
 from vae.nets import build_networks
-from vae.objectives import RECONSTRUCTIONS, gaussian_kl, reconstruction, reparameterize
+from vae.objectives import RECONSTRUCTIONS, REDUCTIONS, gaussian_kl, reconstruction, reparameterize
+
+BINARIZATIONS = ("none", "dynamic")
 
 
 def to_unit_interval(images: Tensor) -> Tensor:
@@ -16,17 +18,25 @@ def to_unit_interval(images: Tensor) -> Tensor:
 
 
 class Sampler(nn.Module):
-    """Draws z ~ q(z|x) = N(mu, exp(logvar)) by reparameterization."""
+    """Draws z ~ q(z|x) = N(mu, exp(logvar)) by reparameterization.
+
+    ``eps_std`` below 1 shrinks the noise, reproducing seed 004's eps ~ N(0, 0.1^2).
+    """
+
+    def __init__(self, eps_std: float) -> None:
+        super().__init__()
+        self.eps_std = eps_std
 
     def forward(self, mu: Tensor, logvar: Tensor) -> Tensor:
-        return reparameterize(mu, logvar, torch.randn_like(mu))
+        return reparameterize(mu, logvar, self.eps_std * torch.randn_like(mu))
 
 
 class VAE(pl.LightningModule):
     """A Gaussian-latent VAE whose loss per image is recon + beta * KL(q(z|x) || N(0, I)).
 
-    Every argument is a plain value (the entry points resolve the Hydra config), so a
-    checkpoint holds only tensors and plain containers.
+    ``variational=False`` makes it the plain autoencoder of the same network (no sampler,
+    no KL), the tutorials' baseline. Every argument is a plain value (the entry points
+    resolve the Hydra config), so a checkpoint holds only tensors and plain containers.
     """
 
     def __init__(
@@ -35,20 +45,32 @@ class VAE(pl.LightningModule):
         latent_dim: int,
         model: dict,
         recon: str,
+        recon_reduction: str,
         mse_scale: float,
+        kl_reduction: str,
         beta: float,
+        kl_warmup_epochs: int,
+        variational: bool,
+        eps_std: float,
+        binarize: str,
         lr: float,
     ) -> None:
         super().__init__()
-        if recon not in RECONSTRUCTIONS:
-            raise ValueError(f"unknown recon {recon!r}; choose one of {RECONSTRUCTIONS}")
+        for name, value, allowed in (
+            ("recon", recon, RECONSTRUCTIONS),
+            ("recon_reduction", recon_reduction, REDUCTIONS),
+            ("kl_reduction", kl_reduction, REDUCTIONS),
+            ("binarize", binarize, BINARIZATIONS),
+        ):
+            if value not in allowed:
+                raise ValueError(f"unknown {name} {value!r}; choose one of {allowed}")
         self.save_hyperparameters()
-        self.encoder, self.decoder = build_networks(tuple(image_shape), latent_dim, **model)
-        self.sampler = Sampler()
+        self.encoder, self.decoder = build_networks(tuple(image_shape), latent_dim, variational, **model)
+        self.sampler = Sampler(eps_std) if variational else None
 
     # The public API, for notebooks and the other entry points.
-    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Images in [0, 1] to the mean and log-variance of q(z|x)."""
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Images in [0, 1] to the mean and log-variance of q(z|x) (the code and None for an AE)."""
         return self.encoder(x)
 
     def decode(self, z: Tensor) -> Tensor:
@@ -64,22 +86,46 @@ class VAE(pl.LightningModule):
         """Images decoded from the posterior means: deterministic, as users expect of a preview."""
         return self.decode(self.encode(x)[0])
 
-    def losses(self, x: Tensor) -> dict[str, Tensor]:
-        """Per-image ``recon``, ``kl`` and ``loss`` (= recon + beta * kl) of images in [0, 1]."""
+    def prepare(self, images: Tensor) -> Tensor:
+        """Batch pixels to the model's input: floats in [0, 1], binarized if configured."""
+        x = to_unit_interval(images)
+        return torch.bernoulli(x) if self.hparams.binarize == "dynamic" else x
+
+    def losses(self, x: Tensor, kl_weight: float | None = None) -> dict[str, Tensor]:
+        """Per-image ``recon``, ``kl`` and ``loss`` (= recon + kl_weight * kl) of inputs in [0, 1].
+
+        ``kl_weight`` defaults to ``beta``; an autoencoder has no ``kl`` and its loss is recon.
+        """
+        hp = self.hparams
         mu, logvar = self.encoder(x)
-        logits = self.decoder(self.sampler(mu, logvar))
-        recon = reconstruction(self.hparams.recon, logits, x, self.hparams.mse_scale)
-        kl = gaussian_kl(mu, logvar)
-        return {"recon": recon, "kl": kl, "loss": recon + self.hparams.beta * kl}
+        z = self.sampler(mu, logvar) if hp.variational else mu
+        recon = reconstruction(hp.recon, self.decoder(z), x, hp.recon_reduction, hp.mse_scale)
+        if not hp.variational:
+            return {"recon": recon, "loss": recon}
+        kl = gaussian_kl(mu, logvar, hp.kl_reduction)
+        weight = hp.beta if kl_weight is None else kl_weight
+        return {"recon": recon, "kl": kl, "loss": recon + weight * kl}
+
+    def kl_weight(self) -> float:
+        """beta, ramped up linearly over the first ``kl_warmup_epochs`` epochs of training."""
+        warmup_steps = self.hparams.kl_warmup_epochs * self.trainer.num_training_batches
+        if warmup_steps == 0:
+            return self.hparams.beta
+        return self.hparams.beta * min(1.0, (self.global_step + 1) / warmup_steps)
 
     def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
-        x = to_unit_interval(batch[0])
-        means = {f"{stage}/{name}": value.mean() for name, value in self.losses(x).items()}
+        x = self.prepare(batch[0])
+        weight = self.kl_weight() if stage == "train" else None
+        means = {f"{stage}/{name}": value.mean() for name, value in self.losses(x, weight).items()}
         self.log_dict(means, on_step=False, on_epoch=True, batch_size=len(x))
         if stage == "train":
             # Short names for the progress bar only; TensorBoard gets the epoch means above.
-            live = {"recon": means["train/recon"], "kl": means["train/kl"]}
+            live = {
+                name.removeprefix("train/"): value for name, value in means.items() if name != "train/loss"
+            }
             self.log_dict(live, on_step=True, on_epoch=False, prog_bar=True, logger=False)
+            if self.hparams.kl_warmup_epochs:
+                self.log("train/beta", weight, on_step=False, on_epoch=True)
         return means[f"{stage}/loss"]
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:

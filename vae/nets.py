@@ -20,21 +20,25 @@ ImageShape = tuple[int, int, int]
 
 
 class GaussianEncoder(nn.Module):
-    """Maps images to the mean and log-variance of the diagonal Gaussian q(z|x)."""
+    """Maps images to the mean and log-variance of the diagonal Gaussian q(z|x).
+
+    With its log-variance head removed (``build_networks(variational=False)``) it is a plain
+    autoencoder's encoder and returns ``(code, None)``.
+    """
 
     def __init__(self, body: nn.Module, features: int, latent_dim: int) -> None:
         super().__init__()
         self.body = body
         self.mean = nn.Linear(features, latent_dim)
-        self.logvar = nn.Linear(features, latent_dim)
+        self.logvar: nn.Linear | None = nn.Linear(features, latent_dim)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         h = self.body(x)
-        return self.mean(h), self.logvar(h)
+        return self.mean(h), (self.logvar(h) if self.logvar is not None else None)
 
 
 def build_networks(
-    image_shape: ImageShape, latent_dim: int, family: str, **options
+    image_shape: ImageShape, latent_dim: int, variational: bool, family: str, **options
 ) -> tuple[GaussianEncoder, nn.Module]:
     """Build the (encoder, decoder) pair of ``family`` for images of ``image_shape`` (C, H, W)."""
     if latent_dim < 1:
@@ -42,7 +46,10 @@ def build_networks(
     builders = {"mlp": build_mlp, "conv": build_conv}
     if family not in builders:
         raise ValueError(f"unknown model family {family!r}; choose one of {FAMILIES}")
-    return builders[family](tuple(image_shape), latent_dim, **options)
+    encoder, decoder = builders[family](tuple(image_shape), latent_dim, **options)
+    if not variational:
+        encoder.logvar = None
+    return encoder, decoder
 
 
 def _activation(name: str) -> nn.Module:

@@ -2,48 +2,94 @@
 
 Every term is returned per image (shape ``[batch]``) so that the caller chooses the batch
 reduction, and so that evaluation can rank or average images however it needs.
+The tutorials disagree on reductions (summed or averaged over pixels and over latent
+dimensions); each is a named switch here so that a reported number can say which it used.
 """
+
+import math
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 RECONSTRUCTIONS = ("bce", "mse")
+REDUCTIONS = ("sum", "mean")
 
 
-def bernoulli_recon(logits: Tensor, x: Tensor) -> Tensor:
-    """Binary cross-entropy summed over pixels: -log p(x|z) under a Bernoulli decoder.
+def reduce_per_image(values: Tensor, reduction: str) -> Tensor:
+    """Sum or average everything but the leading (image) dimension."""
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"unknown reduction {reduction!r}; choose one of {REDUCTIONS}")
+    flat = values.flatten(1)
+    return flat.sum(1) if reduction == "sum" else flat.mean(1)
+
+
+def bernoulli_recon(logits: Tensor, x: Tensor, reduction: str) -> Tensor:
+    """Binary cross-entropy over the pixels of each image: -log p(x|z) when summed.
 
     Computed from logits (log-sum-exp form), because sigmoid followed by log underflows
-    to -inf for confident pixels.
+    to -inf for confident pixels. ``mean`` is Keras' ``binary_crossentropy`` (seed 004).
     """
     per_pixel = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
-    return per_pixel.flatten(1).sum(1)
+    return reduce_per_image(per_pixel, reduction)
 
 
 def scaled_mse_recon(logits: Tensor, x: Tensor, scale: float) -> Tensor:
     """``scale`` x mean squared error over the pixels of each image, on sigmoid outputs.
 
-    This is seed 001's loss (scale 1000): a Gaussian decoder whose variance is fixed by
-    ``scale``, reported per image like the Bernoulli term.
+    This is seed 001's loss (scale 1000): a Gaussian decoder whose fixed variance is set
+    by ``scale`` (see ``log_likelihood``).
     """
-    return scale * (torch.sigmoid(logits) - x).pow(2).flatten(1).mean(1)
+    return scale * reduce_per_image((torch.sigmoid(logits) - x).pow(2), "mean")
 
 
-def reconstruction(kind: str, logits: Tensor, x: Tensor, mse_scale: float) -> Tensor:
+def reconstruction(kind: str, logits: Tensor, x: Tensor, reduction: str, mse_scale: float) -> Tensor:
     """The per-image reconstruction term named by ``kind`` ('bce' or 'mse')."""
     if kind == "bce":
-        return bernoulli_recon(logits, x)
+        return bernoulli_recon(logits, x, reduction)
     if kind == "mse":
         return scaled_mse_recon(logits, x, mse_scale)
     raise ValueError(f"unknown reconstruction term {kind!r}; choose one of {RECONSTRUCTIONS}")
 
 
-def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
-    """KL(N(mu, exp(logvar)) || N(0, I)) in closed form, summed over latent dimensions."""
-    return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)
+def log_likelihood(kind: str, logits: Tensor, x: Tensor, mse_scale: float) -> Tensor:
+    """log p(x|z) per image, normalised, for likelihood bounds.
+
+    'mse' is the Gaussian whose negative log-density is ``mse_scale`` x MSE plus a constant:
+    sigma^2 = P / (2 * mse_scale) for P pixels.
+    """
+    if kind == "bce":
+        return -bernoulli_recon(logits, x, "sum")
+    pixels = x[0].numel()
+    variance = pixels / (2 * mse_scale)
+    return -scaled_mse_recon(logits, x, mse_scale) - 0.5 * pixels * math.log(2 * math.pi * variance)
+
+
+def gaussian_kl_per_dim(mu: Tensor, logvar: Tensor) -> Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, 1)) in closed form, one value per latent dimension."""
+    return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())
+
+
+def gaussian_kl(mu: Tensor, logvar: Tensor, reduction: str) -> Tensor:
+    """KL to N(0, I) per image: summed over latent dims (the ELBO's) or averaged (seeds 003, 004)."""
+    return reduce_per_image(gaussian_kl_per_dim(mu, logvar), reduction)
 
 
 def reparameterize(mu: Tensor, logvar: Tensor, eps: Tensor) -> Tensor:
     """z = mu + sigma * eps: the draw stays differentiable in mu and logvar."""
     return mu + torch.exp(0.5 * logvar) * eps
+
+
+def log_normal(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
+    """log N(z; mu, diag(exp(logvar))), summed over the last dimension."""
+    return -0.5 * (math.log(2 * math.pi) + logvar + (z - mu).pow(2) / logvar.exp()).sum(-1)
+
+
+def iwae_nll(log_px_given_z: Tensor, log_pz: Tensor, log_qz: Tensor) -> Tensor:
+    """The importance-weighted estimate of -log p(x) from k draws z_i ~ q(z|x).
+
+    Inputs are ``[k, batch]``. -log (1/k sum_i p(x|z_i) p(z_i) / q(z_i|x)); with k = 1 it
+    is the single-sample negative ELBO, and it never exceeds the average of those (Jensen).
+    """
+    log_weights = log_px_given_z + log_pz - log_qz
+    return -(torch.logsumexp(log_weights, dim=0) - math.log(log_weights.shape[0]))

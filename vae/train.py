@@ -19,15 +19,19 @@ from vae.module import VAE
 def settings_of(cfg: DictConfig) -> dict:
     """The settings a reported number depends on, as plain values."""
     choices = HydraConfig.get().runtime.choices
+    recon = f"bce, {cfg.recon_reduction} over pixels" if cfg.recon == "bce" else f"{cfg.mse_scale} x mse"
     return {
         "dataset": cfg.dataset.name,
         "model": choices.get("model"),
+        "experiment": choices.get("experiment"),
+        "variational": cfg.variational,
         "latent_dim": cfg.latent_dim,
-        "recon": cfg.recon,
-        "recon_reduction": "sum over pixels" if cfg.recon == "bce" else f"{cfg.mse_scale} x mean over pixels",
-        "kl_reduction": "sum over latent dims",
-        "binarization": "none",
+        "recon": recon,
+        "kl_reduction": f"{cfg.kl_reduction} over latent dims",
+        "binarize": cfg.binarize,
         "beta": cfg.beta,
+        "kl_warmup_epochs": cfg.kl_warmup_epochs,
+        "eps_std": cfg.eps_std,
         "lr": cfg.lr,
         "batch_size": cfg.batch_size,
         "epochs": cfg.epochs,
@@ -45,8 +49,14 @@ def train(cfg: DictConfig) -> None:
         latent_dim=cfg.latent_dim,
         model=OmegaConf.to_container(cfg.model, resolve=True),
         recon=cfg.recon,
+        recon_reduction=cfg.recon_reduction,
         mse_scale=cfg.mse_scale,
+        kl_reduction=cfg.kl_reduction,
         beta=cfg.beta,
+        kl_warmup_epochs=cfg.kl_warmup_epochs,
+        variational=cfg.variational,
+        eps_std=cfg.eps_std,
+        binarize=cfg.binarize,
         lr=cfg.lr,
     )
     trainer = pl.Trainer(
