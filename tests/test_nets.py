@@ -10,7 +10,14 @@ from vae.nets import build_networks
 
 PRESETS = sorted(Path(__file__).resolve().parents[1].glob("conf/model/*.yaml"))
 # The image each preset is made for; a new preset must be added here to be tested.
-IMAGE_SHAPES = {"conv": (1, 28, 28), "mlp": (1, 28, 28), "cartoon_conv": (3, 64, 64)}
+IMAGE_SHAPES = {
+    "conv": (1, 28, 28),
+    "mlp": (1, 28, 28),
+    "cartoon_conv": (3, 64, 64),
+    "seed000_conv": (1, 32, 32),
+    "seed003_conv": (1, 28, 28),
+    "seed004_dense": (1, 28, 28),
+}
 
 
 def count(module: torch.nn.Module) -> int:
@@ -33,22 +40,24 @@ def test_preset_shapes(preset: Path, latent_dim: int):
     assert decoder(mu).shape == (3, *shape)
 
 
-def test_seed000_network_has_the_tutorials_parameter_counts():
-    encoder, decoder = build_networks(
-        (1, 32, 32),
-        2,
-        True,
-        family="conv",
-        encoder_channels=[32, 64, 128],
-        encoder_strides=[2, 2, 2],
-        decoder_channels=[128, 64, 32],
-        decoder_strides=[2, 2, 2],
-        output_stride=1,
-        kernel_size=3,
-        batch_norm=False,
-        activation="relu",
-    )
+def preset(name: str) -> dict:
+    return OmegaConf.to_container(OmegaConf.load(PRESETS[0].with_name(f"{name}.yaml")))
+
+
+def test_seed000_preset_has_the_notebooks_parameter_counts():
+    encoder, decoder = build_networks((1, 32, 32), 2, True, **preset("seed000_conv"))
     assert (count(encoder), count(decoder)) == (100_868, 246_273)
+
+
+def test_seed003_preset_has_a_dense_20_layer_before_the_heads():
+    encoder, _ = build_networks((1, 28, 28), 2, True, **preset("seed003_conv"))
+    assert encoder.mean.in_features == 20
+
+
+def test_an_autoencoder_encoder_has_no_logvar_head():
+    encoder, _ = build_networks((1, 32, 32), 2, False, **preset("seed000_conv"))
+    assert encoder.logvar is None
+    assert count(encoder) == 100_868 - (2048 * 2 + 2)  # the notebook's VAE encoder less one head
 
 
 def test_seed002_mlp_has_the_tutorials_parameter_counts():
@@ -57,15 +66,13 @@ def test_seed002_mlp_has_the_tutorials_parameter_counts():
 
 
 def test_seed001_fashion_net_flattens_to_7x7x64():
-    options = OmegaConf.to_container(OmegaConf.load(Path(PRESETS[0]).with_name("conv.yaml")))
-    encoder, _ = build_networks((1, 28, 28), 2, True, **options)
+    encoder, _ = build_networks((1, 28, 28), 2, True, **preset("conv"))
     assert encoder.mean.in_features == 3136
 
 
 def test_sizes_the_strides_cannot_produce_are_rejected():
-    options = OmegaConf.to_container(OmegaConf.load(Path(PRESETS[0]).with_name("conv.yaml")))
     with pytest.raises(ValueError, match="not divisible"):
-        build_networks((1, 30, 30), 2, True, **options)
+        build_networks((1, 30, 30), 2, True, **preset("conv"))
 
 
 def test_unknown_family_and_bad_latent_size_are_rejected():

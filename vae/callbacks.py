@@ -56,7 +56,8 @@ class LatentPictures(pl.Callback):
         datamodule = trainer.datamodule
         count = min(self.scatter_points, len(datamodule.val_set))
         self.images = datamodule.val_set.images[:count]
-        self.labels = datamodule.val_set.labels[:count]
+        labels = datamodule.val_set.labels  # None for unlabelled data: one colour
+        self.labels = labels[:count] if labels is not None else None
         self.class_names = getattr(datamodule, "class_names", None)
         generator = torch.Generator().manual_seed(self.seed)
         self.prior = torch.randn(self.grid_size**2, pl_module.hparams.latent_dim, generator=generator)

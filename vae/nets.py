@@ -79,8 +79,10 @@ def build_mlp(
     return encoder, nn.Sequential(*decoder_layers)
 
 
-def _block(layer: nn.Module, channels: int, batch_norm: bool, activation: str) -> list[nn.Module]:
-    return [layer, *([nn.BatchNorm2d(channels)] if batch_norm else []), _activation(activation)]
+def _block(layer: nn.Module, features: int, batch_norm: bool, activation: str) -> list[nn.Module]:
+    """A layer, its batch norm (2-D for conv layers, 1-D for dense ones), its activation."""
+    norm = nn.BatchNorm1d if isinstance(layer, nn.Linear) else nn.BatchNorm2d
+    return [layer, *([norm(features)] if batch_norm else []), _activation(activation)]
 
 
 def build_conv(
@@ -88,6 +90,7 @@ def build_conv(
     latent_dim: int,
     encoder_channels: Sequence[int],
     encoder_strides: Sequence[int],
+    encoder_dense: Sequence[int],
     decoder_channels: Sequence[int],
     decoder_strides: Sequence[int],
     output_stride: int,
@@ -95,7 +98,7 @@ def build_conv(
     batch_norm: bool,
     activation: str,
 ) -> tuple[GaussianEncoder, nn.Module]:
-    """Strided 'same' convolutions down, a dense layer, transposed convolutions back up.
+    """Strided 'same' convolutions down, optional dense layers, transposed convolutions back up.
 
     The decoder starts from ``decoder_channels[0]`` maps at the image size divided by the
     product of all its strides (``output_stride`` included), as in the Keras tutorials.
@@ -115,7 +118,11 @@ def build_conv(
         channels = out
         height, width = (height - 1) // stride + 1, (width - 1) // stride + 1
     encoder_layers.append(nn.Flatten())
-    encoder = GaussianEncoder(nn.Sequential(*encoder_layers), channels * height * width, latent_dim)
+    features = channels * height * width
+    for size in encoder_dense:  # seed 003's Dense(20) between the convolutions and the heads
+        encoder_layers += _block(nn.Linear(features, size), size, batch_norm, activation)
+        features = size
+    encoder = GaussianEncoder(nn.Sequential(*encoder_layers), features, latent_dim)
 
     upsampling = math.prod(decoder_strides) * output_stride
     if image_shape[1] % upsampling or image_shape[2] % upsampling:

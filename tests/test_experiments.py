@@ -1,0 +1,128 @@
+"""Every tutorial preset composes to the tutorial's settings and trains a few batches."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from tests.conftest import SHARED_DATA
+from vae.train import train
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+EXPERIMENTS = sorted(path.stem for path in (CONF / "experiment").glob("*.yaml"))
+
+# What each tutorial states (../shared/SEEDS.md), as (config key, value) pairs.
+TUTORIAL_SETTINGS = {
+    "seed000_fashion32": {
+        "dataset.name": "fashion_mnist",
+        "dataset.pad_to": 32,
+        "latent_dim": 2,
+        "recon": "bce",
+        "batch_size": 10,
+        "epochs": 30,
+    },
+    "seed001_fashion": {
+        "dataset.name": "fashion_mnist",
+        "latent_dim": 2,
+        "recon": "mse",
+        "mse_scale": 1000.0,
+        "lr": 5e-4,
+        "batch_size": 128,
+    },
+    "seed001_cartoon": {
+        "dataset.name": "cartoon",
+        "dataset.image_size": 256,
+        "latent_dim": 200,
+        "recon": "mse",
+        "batch_size": 128,
+    },
+    "seed002_mnist_mlp": {
+        "dataset.name": "mnist",
+        "model.hidden": [512],
+        "latent_dim": 2,
+        "recon_reduction": "sum",
+        "batch_size": 256,
+        "epochs": 10,
+    },
+    "seed003_mnist_conv": {
+        "dataset.name": "mnist",
+        "model.encoder_dense": [20],
+        "recon_reduction": "sum",
+        "kl_reduction": "mean",
+    },
+    "seed004_fashion_dense": {
+        "dataset.name": "fashion_mnist",
+        "model.hidden": [],
+        "latent_dim": 256,
+        "eps_std": 0.1,
+        "recon_reduction": "mean",
+        "kl_reduction": "mean",
+        "epochs": 10,
+    },
+    "pytorch_examples_mnist": {
+        "dataset.name": "mnist",
+        "model.hidden": [400],
+        "latent_dim": 20,
+        "lr": 1e-3,
+        "batch_size": 128,
+        "epochs": 10,
+    },
+}
+
+
+def composed(*overrides: str, run_dir: Path | None = None) -> DictConfig:
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(run_dir)
+    HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
+def test_every_experiment_is_checked_against_its_tutorial():
+    assert set(EXPERIMENTS) == set(TUTORIAL_SETTINGS)
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_experiment_sets_the_tutorials_values(name: str):
+    cfg = composed(f"experiment={name}")
+    for key, expected in TUTORIAL_SETTINGS[name].items():
+        value = cfg
+        for part in key.split("."):
+            value = value[part]
+        assert value == expected, key
+
+
+RUNS = [(name, True) for name in EXPERIMENTS] + [
+    (name, False) for name in ("seed000_fashion32", "seed001_fashion")
+]
+
+
+@pytest.mark.parametrize(("name", "variational"), RUNS, ids=[f"{n}-{'vae' if v else 'ae'}" for n, v in RUNS])
+def test_experiment_trains_and_tests_a_few_batches(name, variational, data_dir, tmp_path):
+    """The seed 000 and 001 tutorials also train their net as a plain autoencoder."""
+    overrides = [
+        f"experiment={name}",
+        f"variational={variational}",
+        f"data_dir={data_dir}",
+        "accelerator=cpu",
+        "+trainer.fast_dev_run=2",
+        "plots.scatter_points=64",
+        "plots.grid_size=2",
+    ]
+    if name == "seed001_cartoon":  # 40 real avatars at 64 px, cached in tmp
+        overrides += [
+            f"dataset.root={SHARED_DATA / 'cartoonset'}",
+            f"dataset.cache_dir={tmp_path}",
+            "dataset.limit=40",
+            "dataset.image_size=64",
+        ]
+    train(composed(*overrides, run_dir=tmp_path))
+    metrics = json.loads((tmp_path / "metrics.json").read_text())["metrics"]
+    assert math.isfinite(metrics["test/loss"]) and metrics["test/recon"] > 0
+    assert ("test/kl" in metrics) == variational
+    assert (tmp_path / "reconstructions.png").exists()
