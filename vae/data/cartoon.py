@@ -13,7 +13,7 @@ import json
 import multiprocessing
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -119,7 +119,7 @@ def build_cache(
 ) -> None:
     """Decode ``files`` on all cores into ``images_path``; ``meta_path``, written last, marks it complete."""
     _check_writable(images_path.parent)
-    with _temporary(images_path) as rows_path:
+    with _scratch(images_path) as rows_path:
         rows = np.lib.format.open_memmap(rows_path, "w+", np.uint8, (len(files), 3, image_size, image_size))
         kept, attributes = _decode_into(rows, files, image_size)
         if not kept:
@@ -127,23 +127,18 @@ def build_cache(
                 f"none of the {len(files)} PNGs under {root.resolve()} could be read; get the "
                 f"Cartoon Set again from {SOURCE}"
             )
-        if len(kept) < len(files):
-            with _temporary(images_path) as compact_path, compact_path.open("wb") as compact:
-                np.save(compact, rows[: len(kept)])
-                os.replace(compact_path, images_path)
-        else:
-            rows.flush()
+        rows.flush()
+        if len(kept) == len(files):
             os.replace(rows_path, images_path)
-        del rows
+        else:
+            _publish(images_path, lambda temporary: np.save(temporary, rows[: len(kept)]))
     readable = set(kept)
     meta = {
         "files": [path.relative_to(root).as_posix() for path in kept],
         "skipped": [path.relative_to(root).as_posix() for path in files if path not in readable],
         "attributes": attribute_columns(attributes),
     }
-    with _temporary(meta_path) as temporary:
-        temporary.write_text(json.dumps(meta))
-        os.replace(temporary, meta_path)
+    _publish(meta_path, lambda temporary: temporary.write_text(json.dumps(meta)))
 
 
 def _decode_into(
@@ -195,15 +190,24 @@ def _check_writable(folder: Path) -> None:
 
 
 @contextmanager
-def _temporary(target: Path) -> Iterator[Path]:
-    """A fresh file beside ``target`` to rename over it, so readers never see half a file; removed if left."""
-    handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+def _scratch(target: Path) -> Iterator[Path]:
+    """A new file beside ``target``, so that renaming it over ``target`` is atomic; removed if left."""
+    handle, name = tempfile.mkstemp(
+        dir=target.parent, prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}"
+    )
     os.close(handle)
     os.chmod(name, 0o644)  # mkstemp's 0600 would hide a shared cache from other users
     try:
         yield Path(name)
     finally:
         Path(name).unlink(missing_ok=True)
+
+
+def _publish(target: Path, write: Callable[[Path], object]) -> None:
+    """``write`` a scratch file, then rename it over ``target``: readers never see half a file."""
+    with _scratch(target) as temporary:
+        write(temporary)
+        os.replace(temporary, target)
 
 
 def attribute_labels(
