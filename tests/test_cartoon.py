@@ -1,6 +1,5 @@
 """The Cartoon Set loader on a small folder in the real distribution format, then end to end."""
 
-import json
 import os
 import subprocess
 import sys
@@ -10,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -183,6 +183,7 @@ def test_training_on_the_shared_cartoons_logs_losses_and_pictures(tmp_path):
     assert {"reconstructions", "samples/prior"} <= set(events.Tags()["images"])
     image = events.Images("reconstructions")[-1]
     assert image.width > 64 and image.height > 64
-    settings = json.loads((tmp_path / "run" / "metrics.json").read_text())["settings"]
-    assert (settings["model"], settings["recon"], settings["latent_dim"]) == ("cartoon_conv", "mse", 200)
+    composed = OmegaConf.load(tmp_path / "run" / ".hydra" / "config.yaml")  # dataset=cartoon's defaults
+    assert (composed.recon, composed.latent_dim) == ("mse", 200)
+    assert list(composed.model.encoder_channels) == [32, 64, 64, 64, 64]
     assert len(list((tmp_path / "cache").glob("cartoonset-64px-*.npy"))) == 1
