@@ -2,6 +2,8 @@
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,32 @@ def data_dir() -> Path:
                 if not copy.exists():
                     shutil.copyfile(file, copy)
     return target
+
+
+# A training run cut to a few batches: enough to exercise every stage and write every file.
+QUICK = [
+    "accelerator=cpu",
+    "trainer.limit_train_batches=3",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
+    "plots.scatter_points=300",
+]
+
+
+def run_module(module: str, *overrides: str, data_dir: Path) -> subprocess.CompletedProcess:
+    """``python -m <module> <overrides>`` as a user runs it, with ``VAE_DATA_DIR`` set."""
+    env = {**os.environ, "VAE_DATA_DIR": str(data_dir)}
+    command = [sys.executable, "-m", module, *overrides]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="session")
+def finished_run(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A two-epoch Fashion-MNIST run of ``python -m vae.train`` on the real files."""
+    run_dir = tmp_path_factory.mktemp("run")
+    result = run_module("vae.train", *QUICK, "epochs=2", f"hydra.run.dir={run_dir}", data_dir=data_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir
 
 
 OBJECTIVE_KEYS = (

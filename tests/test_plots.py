@@ -25,14 +25,6 @@ def test_image_grid_clamps_into_the_unit_interval():
     assert grid.max() == 1.0 and grid.shape[0] == 3
 
 
-def test_manifold_latents_read_like_the_scatter_plot():
-    z = plots.manifold_latents(3, extent=3.0)
-    assert z.shape == (9, 2)
-    assert z[0].tolist() == [-3.0, 3.0]  # top left: smallest z[0], largest z[1]
-    assert z[2].tolist() == [3.0, 3.0]
-    assert z[8].tolist() == [3.0, -3.0]
-
-
 def test_principal_components_find_the_direction_of_largest_spread():
     generator = torch.Generator().manual_seed(0)
     t = torch.randn(500, 1, generator=generator)

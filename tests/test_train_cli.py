@@ -1,38 +1,13 @@
 """`python -m vae.train` as a user runs it: on the real Fashion-MNIST files, then resumed."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from tests.conftest import QUICK, run_module
 from vae.module import VAE
-
-QUICK = [
-    "accelerator=cpu",
-    "trainer.limit_train_batches=3",
-    "trainer.limit_val_batches=2",
-    "trainer.limit_test_batches=2",
-    "plots.scatter_points=300",
-]
-
-
-def run_train(*overrides: str, data_dir: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "VAE_DATA_DIR": str(data_dir)}
-    command = [sys.executable, "-m", "vae.train", *overrides]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-
-
-@pytest.fixture(scope="module")
-def finished_run(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    run_dir = tmp_path_factory.mktemp("run")
-    result = run_train(*QUICK, "epochs=2", f"hydra.run.dir={run_dir}", data_dir=data_dir)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return run_dir
 
 
 def test_events_hold_each_loss_term_and_the_pictures(finished_run: Path):
@@ -76,8 +51,13 @@ def test_checkpoint_reloads_and_samples(finished_run: Path):
 
 def test_training_resumes_from_a_checkpoint(finished_run: Path, data_dir: Path, tmp_path: Path):
     checkpoint = finished_run / "checkpoints" / "last.ckpt"
-    result = run_train(
-        *QUICK, "epochs=3", f"ckpt_path={checkpoint}", f"hydra.run.dir={tmp_path}", data_dir=data_dir
+    result = run_module(
+        "vae.train",
+        *QUICK,
+        "epochs=3",
+        f"ckpt_path={checkpoint}",
+        f"hydra.run.dir={tmp_path}",
+        data_dir=data_dir,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     resumed = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
@@ -85,7 +65,7 @@ def test_training_resumes_from_a_checkpoint(finished_run: Path, data_dir: Path, 
 
 
 def test_a_bad_latent_size_fails_in_one_line_before_training(tmp_path: Path):
-    result = run_train("latent_dim=0", f"hydra.run.dir={tmp_path}", data_dir=tmp_path)
+    result = run_module("vae.train", "latent_dim=0", f"hydra.run.dir={tmp_path}", data_dir=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: latent_dim must be a positive integer")
     assert "Traceback" not in result.stderr
@@ -93,6 +73,6 @@ def test_a_bad_latent_size_fails_in_one_line_before_training(tmp_path: Path):
 
 
 def test_an_unknown_dataset_gets_hydras_list_of_choices(tmp_path: Path):
-    result = run_train("dataset=nope", f"hydra.run.dir={tmp_path}", data_dir=tmp_path)
+    result = run_module("vae.train", "dataset=nope", f"hydra.run.dir={tmp_path}", data_dir=tmp_path)
     assert result.returncode != 0
     assert "Could not find 'dataset/nope'" in result.stderr and "fashion_mnist" in result.stderr

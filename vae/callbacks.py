@@ -13,6 +13,7 @@ from torch import Tensor
 from torchvision.utils import save_image
 
 from vae import plots
+from vae.latents import manifold_grid
 from vae.module import VAE, to_unit_interval
 
 ENCODE_CHUNK = 256  # images per forward pass when encoding the scatter set
@@ -82,7 +83,7 @@ class LatentPictures(pl.Callback):
             "reconstructions": plots.reconstruction_grid(shown, module.reconstruct(shown), self.grid_size),
         }
         if module.hparams.latent_dim == 2:
-            grid = plots.manifold_latents(self.manifold_size, extent=3.0).to(module.device)
+            grid = manifold_grid(self.manifold_size, extent=3.0).to(module.device)
             pictures["latent/manifold"] = plots.image_grid(module.decode(grid), self.manifold_size)
         module.train(was_training)
         return pictures

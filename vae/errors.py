@@ -1,5 +1,24 @@
 """The one exception type that entry points turn into a single line for the user."""
 
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any
+
 
 class UserError(Exception):
     """Something the user can fix (a config value, a missing file): the message says what and how."""
+
+
+def exits_on_user_error(entry_point: Callable[..., Any]) -> Callable[..., Any]:
+    """Print a ``UserError`` as one line on stderr and exit with status 2, without a traceback."""
+
+    @functools.wraps(entry_point)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return entry_point(*args, **kwargs)
+        except UserError as error:
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(2)
+
+    return wrapper

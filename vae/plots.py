@@ -29,16 +29,6 @@ def reconstruction_grid(originals: Tensor, reconstructions: Tensor, per_row: int
     return image_grid(paired, per_row)
 
 
-def manifold_latents(size: int, extent: float) -> Tensor:
-    """A ``size`` x ``size`` grid of 2-D latents over [-extent, extent]^2, row-major.
-
-    The first row has the largest z[1], so the decoded grid reads like the scatter plot.
-    """
-    axis = torch.linspace(-extent, extent, size)
-    z1, z0 = torch.meshgrid(axis.flip(0), axis, indexing="ij")
-    return torch.stack([z0, z1], dim=-1).reshape(-1, 2)
-
-
 def principal_components(points: Tensor, count: int = 2) -> Tensor:
     """``points`` ``[N, D]`` projected on their top ``count`` principal directions."""
     centred = points - points.mean(0)

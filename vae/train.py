@@ -1,6 +1,5 @@
 """`python -m vae.train [key=value ...]`: compose the config, build the pieces, fit, test."""
 
-import sys
 from pathlib import Path
 
 import hydra
@@ -12,7 +11,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from vae.callbacks import LatentPictures, RunSummary, checkpoint_callbacks
 from vae.config import validate
 from vae.data import build_datamodule
-from vae.errors import UserError
+from vae.errors import exits_on_user_error
 from vae.module import VAE
 
 
@@ -78,12 +77,9 @@ def train(cfg: DictConfig) -> None:
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@exits_on_user_error
 def main(cfg: DictConfig) -> None:
-    try:
-        train(cfg)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    train(cfg)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,9 @@ class MNISTDataModule(pl.LightningDataModule):
             raise UserError(f"unknown dataset {name!r}; choose one of {sorted(SOURCES)}")
         if pad_to is not None and (pad_to < 28 or (pad_to - 28) % 2):
             raise UserError(f"dataset.pad_to must be 28 plus an even number of pixels, got {pad_to}")
+        root = str(root)  # a plain string, so the checkpoint loads with weights_only=True
+        # Recorded in checkpoints, so vae.evaluate and vae.generate can rebuild the same data.
+        self.save_hyperparameters()
         self.name, self.root, self.batch_size = name, root, batch_size
         self.val_size, self.split_seed, self.pad_to = val_size, split_seed, pad_to
         self.class_names: list[str] = list(SOURCES[name].classes)

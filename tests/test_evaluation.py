@@ -1,0 +1,54 @@
+"""Test-set measures on a model whose exact likelihood is known."""
+
+import math
+
+import torch
+
+from vae.evaluation import bounds, denoise, per_image_measures
+
+
+def prior_model(make_vae, pixel_logit: float):
+    """q(z|x) = p(z) = N(0, I) and a decoder that ignores z: every bound equals the exact -log p(x)."""
+    model = make_vae((1, 2, 2), 3, model={"family": "mlp", "hidden": [], "activation": "relu"}).eval()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.zero_()
+        model.decoder[0].bias.fill_(pixel_logit)
+    return model
+
+
+def test_every_bound_is_exact_when_the_posterior_is_the_prior(make_vae):
+    model = prior_model(make_vae, pixel_logit=0.0)  # p(pixel on) = 1/2
+    x = torch.tensor([[[[1.0, 0.0], [1.0, 1.0]]]])
+    result = bounds(model, x, k=50, chunk=7, generator=torch.Generator().manual_seed(0))
+    exact = 4 * math.log(2)  # four pixels, each with probability 1/2
+    for name in ("recon", "negative_elbo", "iwae_nll"):
+        torch.testing.assert_close(result[name], torch.tensor([exact]), msg=name)
+    torch.testing.assert_close(result["kl"], torch.zeros(1))
+
+
+def test_importance_weighting_tightens_the_bound(make_vae):
+    torch.manual_seed(0)
+    model = make_vae((1, 4, 4), 2).eval()
+    x = torch.rand(6, 1, 4, 4).round()
+    result = bounds(model, x, k=2000, chunk=500, generator=torch.Generator().manual_seed(0))
+    assert (result["iwae_nll"] <= result["negative_elbo"] + 0.05).all()
+    assert result["means"].shape == (6, 2) and result["kl_per_dim"].shape == (6, 2)
+
+
+def test_an_autoencoder_is_measured_by_its_reconstruction_only(make_vae):
+    model = make_vae(variational=False).eval()
+    images = torch.randint(0, 256, (10, 1, 4, 4), dtype=torch.uint8)
+    measures = per_image_measures(model, images, k=5, batch_size=4, seed=0)
+    assert set(measures) == {"recon"} and measures["recon"].shape == (10,)
+
+
+def test_denoising_adds_clipped_noise_of_the_given_size(make_vae):
+    model = make_vae().eval()
+    images = torch.full((500, 1, 4, 4), 128, dtype=torch.uint8)
+    result = denoise(model, images, 0.1, torch.Generator().manual_seed(0))
+    assert result["noisy"].min() >= 0 and result["noisy"].max() <= 1
+    assert abs((result["noisy"] - result["clean"]).std() - 0.1) < 0.005
+    assert result["reconstructed"].shape == images.shape
+    silent = denoise(model, images, 0.0, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(silent["noisy"], silent["clean"])

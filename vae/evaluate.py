@@ -1,0 +1,125 @@
+"""`python -m vae.evaluate ckpt=<run>`: test-set bounds, latent usage, anomaly and denoising scores."""
+
+import json
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig
+from torchvision.utils import save_image
+
+from vae import plots
+from vae.checkpoints import device_for, load_run
+from vae.data import build_datamodule
+from vae.errors import UserError, exits_on_user_error
+from vae.evaluation import denoise, per_image_measures
+from vae.metrics import active_units, auroc, psnr
+from vae.module import VAE
+
+
+def likelihood_name(model: VAE) -> str:
+    hp = model.hparams
+    if hp.recon == "bce":
+        pixels = (
+            "binarized pixels (one fixed draw)"
+            if hp.binarize == "dynamic"
+            else "[0, 1] pixels, not binarized"
+        )
+        return f"Bernoulli on {pixels}"
+    return f"Gaussian with fixed variance P / (2 x {hp.mse_scale}) per pixel"
+
+
+def test_images(datamodule, limit: int | None) -> torch.Tensor:
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    return datamodule.test_set.images[:limit]
+
+
+def summary(measures: dict[str, torch.Tensor]) -> dict:
+    """Means over images of the per-image measures, plus latent usage."""
+    result = {
+        name: round(float(measures[name].mean()), 3)
+        for name in ("recon", "kl", "negative_elbo", "iwae_nll")
+        if name in measures
+    }
+    if "means" in measures:
+        result["active_units"] = active_units(measures["means"])
+        result["kl_per_dim"] = [round(float(value), 4) for value in measures["kl_per_dim"].mean(0)]
+    return result
+
+
+def anomaly_scores(cfg: DictConfig, model: VAE, datamodule, inliers: torch.Tensor) -> dict:
+    """AUROC of -ELBO (or an autoencoder's error) separating the test set from another dataset's.
+
+    Both sets are scored with the same ``anomaly_k`` draws per image, so neither gets a
+    less noisy estimate.
+    """
+    other = {**datamodule.hparams, "name": cfg.anomaly}
+    other.pop("batch_size", None)
+    outliers = test_images(build_datamodule(other, cfg.batch_size), cfg.limit)
+    if outliers.shape[1:] != inliers.shape[1:]:
+        raise UserError(
+            f"anomaly={cfg.anomaly} images are {tuple(outliers.shape[1:])}, the model's are {tuple(inliers.shape[1:])}"
+        )
+    key = "negative_elbo" if model.hparams.variational else "recon"
+    in_scores = per_image_measures(model, inliers, cfg.anomaly_k, cfg.batch_size, cfg.seed)[key]
+    out_scores = per_image_measures(model, outliers, cfg.anomaly_k, cfg.batch_size, cfg.seed + 1)[key]
+    return {
+        "dataset": cfg.anomaly,
+        "score": key,
+        "images": len(outliers),
+        "auroc": round(auroc(in_scores, out_scores), 4),
+    }
+
+
+def denoising_scores(cfg: DictConfig, model: VAE, images: torch.Tensor, run_dir: Path) -> dict:
+    generator = torch.Generator(device=model.device).manual_seed(cfg.seed)
+    scores, shown = {"noisy": [], "reconstructed": []}, None
+    for batch in images.split(cfg.batch_size):
+        result = denoise(model, batch, cfg.noise_factor, generator)
+        for name in scores:
+            scores[name].append(psnr(result[name], result["clean"]).cpu())
+        if shown is None:
+            shown = result
+    picture = run_dir / "denoise.png"
+    rows = [shown[name][:8] for name in ("noisy", "clean", "reconstructed")]
+    save_image(plots.image_grid(torch.cat(rows), per_row=8), picture)
+    return {
+        "noise_factor": cfg.noise_factor,
+        "psnr_noisy_db": round(float(torch.cat(scores["noisy"]).mean()), 2),
+        "psnr_reconstructed_db": round(float(torch.cat(scores["reconstructed"]).mean()), 2),
+        "grid": str(picture),
+    }
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+@exits_on_user_error
+def main(cfg: DictConfig) -> None:
+    model, datamodule, file = load_run(
+        cfg.ckpt, cfg.batch_size, cfg.dataset_root, device_for(cfg.accelerator)
+    )
+    run_dir = file.parent.parent
+    images = test_images(datamodule, cfg.limit)
+    measures = per_image_measures(model, images, cfg.k, cfg.batch_size, cfg.seed)
+    report = {
+        "checkpoint": str(file),
+        "dataset": datamodule.hparams["name"],
+        "split": "test",
+        "images": len(images),
+        "likelihood": likelihood_name(model),
+        "units": "nats per image; recon summed over pixels, KL summed over latent dims",
+        "k": cfg.k if model.hparams.variational else None,
+        "seed": cfg.seed,
+        **summary(measures),
+    }
+    if cfg.anomaly:
+        report["anomaly"] = anomaly_scores(cfg, model, datamodule, images)
+    if cfg.denoise:
+        report["denoise"] = denoising_scores(cfg, model, images, run_dir)
+    out = Path(cfg.out) if cfg.out else run_dir / "evaluation.json"
+    out.write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

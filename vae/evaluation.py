@@ -1,0 +1,87 @@
+"""Per-image test measures of a trained model: ELBO, importance-weighted bound, latent usage.
+
+Whatever reductions a model was trained with, these are the textbook quantities: the
+reconstruction term summed over pixels as a normalised log-likelihood, the KL summed over
+latent dimensions, both in nats per image.
+"""
+
+import math
+
+import torch
+from torch import Tensor
+
+from vae.module import VAE, to_unit_interval
+from vae.objectives import gaussian_kl_per_dim, iwae_nll, log_likelihood, log_normal
+
+
+def evaluation_inputs(model: VAE, images: Tensor, generator: torch.Generator) -> Tensor:
+    """Pixels as the model sees them; a dynamically binarized model gets one fixed, seeded draw."""
+    x = to_unit_interval(images.to(model.device))
+    return torch.bernoulli(x, generator=generator) if model.hparams.binarize == "dynamic" else x
+
+
+@torch.no_grad()
+def bounds(model: VAE, x: Tensor, k: int, chunk: int, generator: torch.Generator) -> dict[str, Tensor]:
+    """Per-image ``recon``, ``kl``, ``negative_elbo`` and ``iwae_nll`` from ``k`` posterior draws.
+
+    The draws are decoded ``chunk`` at a time, batched over images, so the cost is the
+    decoder's FLOPs. The proposal is the model's own q(z|x), including a reduced ``eps_std``.
+    """
+    hp = model.hparams
+    mu, logvar = model.encode(x)
+    logvar = logvar + 2 * math.log(hp.eps_std)  # the posterior the sampler actually draws from
+    log_weights, recon = [], torch.zeros(len(x), device=x.device)
+    for start in range(0, k, chunk):
+        draws = min(chunk, k - start)
+        eps = torch.randn((draws, *mu.shape), generator=generator, device=mu.device)
+        z = mu + torch.exp(0.5 * logvar) * eps  # [draws, images, D]
+        logits = model.decoder(z.flatten(0, 1))
+        targets = x.expand(draws, *x.shape).flatten(0, 1)
+        log_px = log_likelihood(hp.recon, logits, targets, hp.mse_scale).view(draws, len(x))
+        log_pz = log_normal(z, torch.zeros_like(z), torch.zeros_like(z))
+        log_weights.append(log_px + log_pz - log_normal(z, mu, logvar))
+        recon -= log_px.sum(0)
+    log_weights = torch.cat(log_weights)
+    kl_per_dim = gaussian_kl_per_dim(mu, logvar)
+    recon /= k
+    zeros = torch.zeros_like(log_weights)
+    return {
+        "recon": recon,
+        "kl": kl_per_dim.sum(1),
+        "negative_elbo": recon + kl_per_dim.sum(1),
+        "iwae_nll": iwae_nll(log_weights, zeros, zeros),
+        "means": mu,
+        "kl_per_dim": kl_per_dim,
+    }
+
+
+@torch.no_grad()
+def reconstruction_error(model: VAE, x: Tensor) -> Tensor:
+    """-log p(x | code) per image, for a plain autoencoder (no posterior to average over)."""
+    hp = model.hparams
+    return -log_likelihood(hp.recon, model.decoder(model.encode(x)[0]), x, hp.mse_scale)
+
+
+def per_image_measures(model: VAE, images: Tensor, k: int, batch_size: int, seed: int) -> dict[str, Tensor]:
+    """``bounds`` (or the autoencoder's error) for all ``images``, ``batch_size`` at a time."""
+    generator = torch.Generator(device=model.device).manual_seed(seed)
+    chunk = max(1, 8192 // batch_size)  # decode about 8k images per forward pass
+    parts: dict[str, list[Tensor]] = {}
+    for batch in images.split(batch_size):
+        x = evaluation_inputs(model, batch, generator)
+        if model.hparams.variational:
+            measures = bounds(model, x, k, chunk, generator)
+        else:
+            measures = {"recon": reconstruction_error(model, x)}
+        for name, value in measures.items():
+            parts.setdefault(name, []).append(value.cpu())
+    return {name: torch.cat(values) for name, values in parts.items()}
+
+
+@torch.no_grad()
+def denoise(model: VAE, images: Tensor, noise_factor: float, generator: torch.Generator) -> dict[str, Tensor]:
+    """Seed 004's test: add ``noise_factor`` x N(0, 1) noise, clip to [0, 1], reconstruct."""
+    clean = to_unit_interval(images.to(model.device))
+    noise = torch.randn(clean.shape, generator=generator, device=clean.device)
+    noisy = (clean + noise_factor * noise).clamp(0, 1)
+    return {"clean": clean, "noisy": noisy, "reconstructed": model.reconstruct(noisy)}

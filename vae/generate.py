@@ -1,0 +1,69 @@
+"""`python -m vae.generate ckpt=<run> mode=<mode>`: a seeded PNG grid decoded from latent space."""
+
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig
+from torchvision.utils import save_image
+
+from vae import latents, plots
+from vae.checkpoints import device_for, load_run
+from vae.errors import UserError, exits_on_user_error
+from vae.module import VAE, to_unit_interval
+
+MODES = ("prior", "uniform", "interpolate", "traverse", "manifold")
+
+
+@torch.no_grad()
+def test_means(model: VAE, datamodule, limit: int) -> torch.Tensor:
+    """Posterior means of the first ``limit`` test images."""
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    images = datamodule.test_set.images[:limit]
+    return torch.cat(
+        [model.encode(to_unit_interval(batch.to(model.device)))[0].cpu() for batch in images.split(256)]
+    )
+
+
+def latent_grid(cfg: DictConfig, model: VAE, datamodule) -> tuple[torch.Tensor, int]:
+    """The latents to decode for ``cfg.mode`` and the number of images per row."""
+    generator = torch.Generator().manual_seed(cfg.seed)
+    latent_dim = model.hparams.latent_dim
+    if cfg.mode == "prior":
+        return torch.randn(cfg.rows**2, latent_dim, generator=generator), cfg.rows
+    if cfg.mode == "manifold" and latent_dim == 2:
+        return latents.manifold_grid(cfg.steps, cfg.extent), cfg.steps
+    means = test_means(model, datamodule, cfg.encode_limit)
+    if cfg.mode == "uniform":
+        lower, upper = means.min(0).values, means.max(0).values
+        return latents.uniform_within(lower, upper, cfg.rows**2, generator), cfg.rows
+    if cfg.mode == "manifold":
+        return latents.principal_plane(means, cfg.steps, cfg.extent), cfg.steps
+    picks = torch.randperm(len(means), generator=generator)
+    if cfg.mode == "interpolate":
+        pairs = picks[: 2 * cfg.rows].view(-1, 2)
+        rows = [latents.interpolate(means[a], means[b], cfg.steps, cfg.spherical) for a, b in pairs]
+        return torch.cat(rows), cfg.steps
+    if cfg.mode == "traverse":
+        return latents.traverse(means[picks[0]], min(cfg.rows, latent_dim), cfg.steps, cfg.extent), cfg.steps
+    raise UserError(f"mode must be one of {MODES}, got {cfg.mode!r}")
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="generate")
+@exits_on_user_error
+def main(cfg: DictConfig) -> None:
+    if cfg.mode not in MODES:
+        raise UserError(f"mode must be one of {MODES}, got {cfg.mode!r}")
+    model, datamodule, file = load_run(cfg.ckpt, 256, cfg.dataset_root, device_for(cfg.accelerator))
+    z, per_row = latent_grid(cfg, model, datamodule)
+    with torch.no_grad():
+        images = model.decode(z.to(model.device))
+    out = Path(cfg.out) if cfg.out else file.parent.parent / "generated" / f"{cfg.mode}.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_image(plots.image_grid(images, per_row), out)
+    print(out)
+
+
+if __name__ == "__main__":
+    main()
