@@ -3,12 +3,14 @@
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from vae.callbacks import LatentPictures, checkpoint_callbacks
+from vae.callbacks import LatentPictures, StopOnNonFiniteLoss, checkpoint_callbacks
 from vae.data.memory import InMemoryImages
+from vae.errors import UserError
 from vae.module import VAE
 
 
@@ -74,3 +76,31 @@ def test_pictures_of_a_larger_latent_space_have_no_manifold(make_vae):
     _, pictures = pictures_for(make_vae, latent_dim=16)
     assert "latent/manifold" not in pictures
     assert "PCA" in pictures["latent/scatter"].axes[0].get_title()
+
+
+class DivergesAtStep4(WorseEveryEpoch):
+    """Trains normally for epoch 0 (steps 0-1) and epoch 1 (2-3), then its loss turns NaN."""
+
+    def training_step(self, batch, batch_idx):
+        loss = super().training_step(batch, batch_idx)
+        return loss * float("nan") if self.global_step >= 4 else loss
+
+
+def test_a_nan_loss_stops_training_naming_epoch_and_step_and_keeps_the_last_good_checkpoint(tmp_path: Path):
+    data = DataLoader(TensorDataset(torch.zeros(4, 1)), batch_size=2)
+    trainer = pl.Trainer(
+        max_epochs=5,
+        default_root_dir=tmp_path,
+        callbacks=[*checkpoint_callbacks(tmp_path / "checkpoints"), StopOnNonFiniteLoss()],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
+    with pytest.raises(UserError) as raised:
+        trainer.fit(DivergesAtStep4(), data, data)
+    message = str(raised.value)
+    assert "nan at epoch 2, batch 0" in message and "last.ckpt" in message and "\n" not in message
+    kept = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert kept["epoch"] == 1
+    assert all(torch.isfinite(value).all() for value in kept["state_dict"].values())

@@ -126,3 +126,30 @@ def test_experiment_trains_and_tests_a_few_batches(name, variational, data_dir, 
     assert math.isfinite(metrics["test/loss"]) and metrics["test/recon"] > 0
     assert ("test/kl" in metrics) == variational
     assert (tmp_path / "reconstructions.png").exists()
+
+
+def test_two_cpu_runs_with_the_same_seed_log_identical_losses(data_dir, tmp_path):
+    def losses(run_dir: Path, seed: int) -> dict:
+        overrides = [
+            "experiment=seed003_mnist_conv",
+            f"data_dir={data_dir}",
+            "accelerator=cpu",
+            "epochs=2",
+            f"seed={seed}",
+        ]
+        overrides += [
+            "trainer.limit_train_batches=4",
+            "trainer.limit_val_batches=2",
+            "trainer.limit_test_batches=2",
+            "plots.scatter_points=64",
+        ]
+        train(composed(*overrides, run_dir=run_dir))
+        return json.loads((run_dir / "metrics.json").read_text())["metrics"]
+
+    first, second, other_seed = (
+        losses(tmp_path / "a", 0),
+        losses(tmp_path / "b", 0),
+        losses(tmp_path / "c", 1),
+    )
+    assert first == second
+    assert first["train/loss"] != other_seed["train/loss"]

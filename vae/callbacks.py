@@ -13,6 +13,7 @@ from torch import Tensor
 from torchvision.utils import save_image
 
 from vae import plots
+from vae.errors import UserError
 from vae.latents import manifold_grid
 from vae.module import VAE, to_unit_interval
 
@@ -35,6 +36,23 @@ def checkpoint_callbacks(dirpath: str | Path) -> list[ModelCheckpoint]:
     )
     last = ModelCheckpoint(dirpath=dirpath, filename="last", enable_version_counter=False)
     return [best, last]
+
+
+class StopOnNonFiniteLoss(pl.Callback):
+    """Stops at the first NaN or infinite training loss, before any checkpoint can store it.
+
+    The check reads one scalar per step; the progress bar reads the same step's values anyway.
+    """
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        loss = outputs["loss"]
+        if not torch.isfinite(loss):
+            last = Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+            kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
+            raise UserError(
+                f"the training loss became {loss.item()} at epoch {trainer.current_epoch}, batch {batch_idx} "
+                f"(global step {trainer.global_step}); {kept}. Lower lr, or set trainer.gradient_clip_val"
+            )
 
 
 class LatentPictures(pl.Callback):

@@ -8,7 +8,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from vae.callbacks import LatentPictures, RunSummary, checkpoint_callbacks
+from vae.callbacks import LatentPictures, RunSummary, StopOnNonFiniteLoss, checkpoint_callbacks
 from vae.config import validate
 from vae.data import build_datamodule
 from vae.errors import exits_on_user_error
@@ -67,6 +67,7 @@ def train(cfg: DictConfig) -> None:
         logger=TensorBoardLogger(run_dir, name="", version="", default_hp_metric=False),
         callbacks=[
             *checkpoint_callbacks(run_dir / "checkpoints"),
+            StopOnNonFiniteLoss(),
             LatentPictures(**cfg.plots, seed=cfg.seed),
             RunSummary(settings_of(cfg)),
         ],
