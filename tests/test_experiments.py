@@ -10,6 +10,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from tests.conftest import SHARED_DATA
+from vae.errors import UserError
 from vae.train import train
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -153,3 +154,14 @@ def test_two_cpu_runs_with_the_same_seed_log_identical_losses(data_dir, tmp_path
     )
     assert first == second
     assert first["train/loss"] != other_seed["train/loss"]
+
+
+def test_an_image_size_the_network_cannot_fit_is_one_line_before_any_data_is_read(tmp_path):
+    cfg = composed(
+        "dataset=cartoon", "dataset.image_size=48", f"dataset.root={tmp_path / 'absent'}", run_dir=tmp_path
+    )
+    with pytest.raises(
+        UserError,
+        match=r"image size 48x48 is not divisible by the decoder's total stride 32; change the strides or the image size \(model=cartoon_conv\)",
+    ):
+        train(cfg)

@@ -18,12 +18,8 @@ def test_events_hold_each_loss_term_and_the_pictures(finished_run: Path):
         assert {f"{stage}/recon", f"{stage}/kl", f"{stage}/loss"} <= scalars
     assert len(events.Scalars("val/kl")) == 2  # once per epoch
     assert all(event.value > 0 for event in events.Scalars("train/kl"))  # a KL divergence, not its negative
-    assert set(events.Tags()["images"]) == {
-        "latent/scatter",
-        "samples/prior",
-        "reconstructions",
-        "latent/manifold",
-    }
+    pictures = {"latent/scatter", "samples/prior", "samples/uniform", "reconstructions", "latent/manifold"}
+    assert set(events.Tags()["images"]) == pictures | {"latent/test"}  # the test scatter: once, at the end
     assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
 
 
@@ -36,7 +32,14 @@ def test_run_folder_has_metrics_pictures_and_a_final_checkpoint(finished_run: Pa
         assert metrics[key] > 0, key
     # Per-image losses: recon summed over 784 pixels, so hundreds of nats early in training.
     assert 50 < metrics["test/recon"] < 784
-    for picture in ("latent_scatter", "samples_prior", "reconstructions", "latent_manifold"):
+    for picture in (
+        "latent_scatter",
+        "latent_test",
+        "samples_prior",
+        "samples_uniform",
+        "reconstructions",
+        "latent_manifold",
+    ):
         assert (finished_run / f"{picture}.png").stat().st_size > 1000
     assert (finished_run / ".hydra" / "config.yaml").exists()
     assert torch.load(finished_run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1

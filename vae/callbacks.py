@@ -14,7 +14,7 @@ from torchvision.utils import save_image
 
 from vae import plots
 from vae.errors import UserError
-from vae.latents import manifold_grid
+from vae.latents import manifold_grid, uniform_within
 from vae.module import VAE, to_unit_interval
 
 ENCODE_CHUNK = 256  # images per forward pass when encoding the scatter set
@@ -59,8 +59,10 @@ class LatentPictures(pl.Callback):
     """After every validation epoch, logs pictures of fixed inputs so epochs are comparable.
 
     The latent scatter of validation means coloured by class, samples decoded from fixed
-    prior draws, originals over reconstructions, and for 2-D latents the decoded manifold
-    over [-3, 3]^2. When training ends the same pictures are saved as PNGs in the run folder.
+    prior draws and from fixed uniform draws inside the box the validation means span
+    (seed 001's second sampler), originals over reconstructions, and for 2-D latents the
+    decoded manifold over [-3, 3]^2. When training ends the same pictures are saved as PNGs
+    in the run folder, with a scatter of the test set's means.
     """
 
     def __init__(self, scatter_points: int, grid_size: int, manifold_size: int, seed: int) -> None:
@@ -73,32 +75,42 @@ class LatentPictures(pl.Callback):
         if stage != "fit":
             return
         datamodule = trainer.datamodule
-        count = min(self.scatter_points, len(datamodule.val_set))
-        self.images = datamodule.val_set.images[:count]
-        labels = datamodule.val_set.labels  # None for unlabelled data: one colour
-        self.labels = labels[:count] if labels is not None else None
+        self.images, self.labels = self._scatter_set(datamodule.val_set)
         self.class_names = getattr(datamodule, "class_names", None)
         generator = torch.Generator().manual_seed(self.seed)
         self.prior = torch.randn(self.grid_size**2, pl_module.hparams.latent_dim, generator=generator)
+
+    def _scatter_set(self, dataset) -> tuple[Tensor, Tensor | None]:
+        count = min(self.scatter_points, len(dataset))
+        labels = dataset.labels  # None for unlabelled data: one colour
+        return dataset.images[:count], (labels[:count] if labels is not None else None)
+
+    @staticmethod
+    def _means(module: VAE, images: Tensor) -> Tensor:
+        chunks = images.split(ENCODE_CHUNK)
+        return torch.cat([module.encode(to_unit_interval(chunk.to(module.device)))[0] for chunk in chunks])
 
     @torch.no_grad()
     def render(self, module: VAE, epochs_done: int) -> dict[str, Tensor | Figure]:
         """The pictures of the module as it is now, by TensorBoard tag."""
         was_training = module.training
         module.eval()
-        means = torch.cat(
-            [
-                module.encode(to_unit_interval(chunk.to(module.device)))[0]
-                for chunk in self.images.split(ENCODE_CHUNK)
-            ]
+        means = self._means(module, self.images)
+        box = uniform_within(
+            means.min(0).values,
+            means.max(0).values,
+            self.grid_size**2,
+            torch.Generator().manual_seed(self.seed),
         )
         shown = to_unit_interval(self.images[: self.grid_size**2].to(module.device))
+        per_row = min(self.grid_size, len(shown))
         pictures: dict[str, Tensor | Figure] = {
             "latent/scatter": plots.latent_scatter(
                 means, self.labels, self.class_names, f"validation means after {epochs_done} epochs"
             ),
             "samples/prior": plots.image_grid(module.decode(self.prior.to(module.device)), self.grid_size),
-            "reconstructions": plots.reconstruction_grid(shown, module.reconstruct(shown), self.grid_size),
+            "samples/uniform": plots.image_grid(module.decode(box.to(module.device)), self.grid_size),
+            "reconstructions": plots.reconstruction_grid(shown, module.reconstruct(shown), per_row),
         }
         if module.hparams.latent_dim == 2:
             grid = manifold_grid(self.manifold_size, extent=3.0).to(module.device)
@@ -106,27 +118,46 @@ class LatentPictures(pl.Callback):
         module.train(was_training)
         return pictures
 
+    @torch.no_grad()
+    def test_scatter(self, module: VAE, test_set) -> Figure:
+        """The test set's means, drawn once at the end (PCA above two dimensions)."""
+        images, labels = self._scatter_set(test_set)
+        was_training = module.training
+        means = self._means(module.eval(), images)
+        module.train(was_training)
+        return plots.latent_scatter(means, labels, self.class_names, "test means")
+
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: VAE) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
-        for logger in trainer.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                for tag, picture in self.render(pl_module, trainer.current_epoch + 1).items():
-                    if isinstance(picture, Figure):
-                        logger.experiment.add_figure(tag, picture, trainer.global_step)
-                    else:
-                        logger.experiment.add_image(tag, picture, trainer.global_step)
+        pictures = self.render(pl_module, trainer.current_epoch + 1)
+        _log_pictures(trainer, pictures)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: VAE) -> None:
         if not trainer.is_global_zero:
             return
+        pictures = self.render(pl_module, trainer.current_epoch)
+        test_set = getattr(trainer.datamodule, "test_set", None)
+        if test_set is not None:
+            pictures["latent/test"] = self.test_scatter(pl_module, test_set)
+            _log_pictures(trainer, {"latent/test": pictures["latent/test"]})
         folder = Path(trainer.default_root_dir)
-        for tag, picture in self.render(pl_module, trainer.current_epoch).items():
+        for tag, picture in pictures.items():
             path = folder / f"{tag.replace('/', '_')}.png"
             if isinstance(picture, Figure):
                 picture.savefig(path, dpi=120)
             else:
                 save_image(picture, path)
+
+
+def _log_pictures(trainer: pl.Trainer, pictures: dict[str, Tensor | Figure]) -> None:
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            for tag, picture in pictures.items():
+                if isinstance(picture, Figure):
+                    logger.experiment.add_figure(tag, picture, trainer.global_step)
+                else:
+                    logger.experiment.add_image(tag, picture, trainer.global_step)
 
 
 class RunSummary(pl.Callback):

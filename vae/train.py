@@ -11,7 +11,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from vae.callbacks import LatentPictures, RunSummary, StopOnNonFiniteLoss, checkpoint_callbacks
 from vae.config import validate
 from vae.data import build_datamodule
-from vae.errors import exits_on_user_error
+from vae.errors import UserError, exits_on_user_error
 from vae.module import VAE
 
 
@@ -38,13 +38,9 @@ def settings_of(cfg: DictConfig) -> dict:
     }
 
 
-def train(cfg: DictConfig) -> None:
-    validate(cfg)
-    pl.seed_everything(cfg.seed, workers=True)
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    datamodule = build_datamodule(OmegaConf.to_container(cfg.dataset, resolve=True), cfg.batch_size)
-    model = VAE(
-        image_shape=datamodule.image_shape,
+def build_model(cfg: DictConfig, image_shape: tuple[int, int, int]) -> VAE:
+    return VAE(
+        image_shape=image_shape,
         latent_dim=cfg.latent_dim,
         model=OmegaConf.to_container(cfg.model, resolve=True),
         recon=cfg.recon,
@@ -58,6 +54,17 @@ def train(cfg: DictConfig) -> None:
         binarize=cfg.binarize,
         lr=cfg.lr,
     )
+
+
+def train(cfg: DictConfig) -> None:
+    validate(cfg)
+    pl.seed_everything(cfg.seed, workers=True)
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    datamodule = build_datamodule(OmegaConf.to_container(cfg.dataset, resolve=True), cfg.batch_size)
+    try:
+        model = build_model(cfg, datamodule.image_shape)
+    except ValueError as error:  # a network the image size cannot fit, an unknown activation, ...
+        raise UserError(f"{error} (model={HydraConfig.get().runtime.choices.get('model')})") from error
     trainer = pl.Trainer(
         accelerator=cfg.accelerator,
         devices=cfg.devices,

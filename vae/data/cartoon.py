@@ -309,6 +309,9 @@ class CartoonDataModule(pl.LightningDataModule):
         batch_size: int,
     ) -> None:
         super().__init__()
+        root, cache_dir = str(root), str(cache_dir)  # plain strings: checkpoints load with weights_only=True
+        # Recorded in checkpoints, so vae.evaluate and vae.generate can rebuild the same data.
+        self.save_hyperparameters()
         for key, value in (("image_size", image_size), ("limit", limit)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise UserError(f"dataset.{key} must be a positive integer, got {value!r}")
