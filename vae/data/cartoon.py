@@ -225,26 +225,7 @@ def attribute_labels(
     return labels, [f"{color_by} {value}" for value in range(count)]
 
 
-class CartoonImages(InMemoryImages):
-    """``InMemoryImages`` whose labels may be None: the set often comes without attribute CSVs."""
-
-    def __init__(self, images: Tensor, labels: Tensor | None) -> None:
-        placeholder = torch.empty(len(images), dtype=torch.long)  # lets the parent check the images
-        super().__init__(images, placeholder if labels is None else labels)
-        self.labels = labels
-
-    def __getitem__(self, index: int) -> tuple[Tensor, Tensor | None]:
-        return self.images[index], None if self.labels is None else self.labels[index]
-
-    def __getitems__(self, indices: list[int]) -> tuple[Tensor, Tensor | None]:
-        return self[torch.as_tensor(indices)]
-
-    def subset(self, index: Tensor) -> "CartoonImages":
-        """The images (and labels) at ``index``, gathered into memory by one indexing operation."""
-        return CartoonImages(self.images[index], None if self.labels is None else self.labels[index])
-
-
-class CartoonSet(CartoonImages):
+class CartoonSet(InMemoryImages):
     """The Cartoon Set under ``root``, torchvision-style: ``(image, label)`` pairs of uint8 images.
 
     ``images`` is memory-mapped from the cache (built on first use); ``labels`` is the

@@ -6,30 +6,35 @@ from torch.utils.data import DataLoader, Dataset
 
 
 class InMemoryImages(Dataset):
-    """uint8 images ``[N, C, H, W]`` and integer labels ``[N]`` held as tensors.
+    """uint8 images ``[N, C, H, W]`` and integer labels ``[N]`` (or None: unlabelled) as tensors.
 
     ``__getitems__`` lets the DataLoader fetch a batch with one tensor index instead of
     one Python call, one PIL image and one ToTensor per sample.
     """
 
-    def __init__(self, images: Tensor, labels: Tensor) -> None:
-        if images.dtype != torch.uint8 or images.ndim != 4 or len(images) != len(labels):
-            raise ValueError("expected uint8 images [N, C, H, W] and one label per image")
+    def __init__(self, images: Tensor, labels: Tensor | None) -> None:
+        if images.dtype != torch.uint8 or images.ndim != 4:
+            raise ValueError("expected uint8 images [N, C, H, W]")
+        if labels is not None and len(labels) != len(images):
+            raise ValueError("expected one label per image")
         self.images = images
         self.labels = labels
 
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
-        return self.images[index], self.labels[index]
+    def __getitem__(self, index: int | Tensor) -> tuple[Tensor, Tensor | None]:
+        return self.images[index], None if self.labels is None else self.labels[index]
 
-    def __getitems__(self, indices: list[int]) -> tuple[Tensor, Tensor]:
-        index = torch.as_tensor(indices)
-        return self.images[index], self.labels[index]
+    def __getitems__(self, indices: list[int]) -> tuple[Tensor, Tensor | None]:
+        return self[torch.as_tensor(indices)]
+
+    def subset(self, index: Tensor) -> "InMemoryImages":
+        """The images (and labels) at ``index``, gathered by one indexing operation."""
+        return InMemoryImages(*self[index])
 
 
-def _batch_as_fetched(batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+def _batch_as_fetched(batch: tuple[Tensor, Tensor | None]) -> tuple[Tensor, Tensor | None]:
     return batch
 
 

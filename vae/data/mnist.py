@@ -79,8 +79,8 @@ class MNISTDataModule(pl.LightningDataModule):
         train_images, train_labels = self._tensors(train=True)
         order = torch.randperm(len(train_images), generator=torch.Generator().manual_seed(self.split_seed))
         val_index, train_index = order[: self.val_size], order[self.val_size :]
-        self.train_set = InMemoryImages(train_images[train_index], train_labels[train_index])
-        self.val_set = InMemoryImages(train_images[val_index], train_labels[val_index])
+        train = InMemoryImages(train_images, train_labels)
+        self.train_set, self.val_set = train.subset(train_index), train.subset(val_index)
         self.test_set = InMemoryImages(*self._tensors(train=False))
 
     def _tensors(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
