@@ -94,3 +94,45 @@ def test_dynamic_binarization_draws_bernoulli_pixels(make_vae):
     assert set(x.unique().tolist()) == {0.0, 1.0}
     assert abs(x.mean() - 64 / 255) < 0.01
     torch.testing.assert_close(make_vae().prepare(pixels).unique(), torch.tensor([64 / 255]))
+
+
+CONV = {
+    "family": "conv",
+    "encoder_channels": [4, 8],
+    "encoder_strides": [2, 2],
+    "encoder_dense": [],
+    "decoder_channels": [8, 4],
+    "decoder_strides": [2, 2],
+    "output_stride": 1,
+    "kernel_size": 3,
+    "batch_norm": True,
+    "activation": "leaky_relu",
+}
+
+
+def test_channels_last_changes_memory_layout_not_results(make_vae):
+    plain = make_vae((1, 8, 8), 2, model=CONV, variational=False)
+    fast = make_vae((1, 8, 8), 2, model=CONV, variational=False)
+    fast.load_state_dict(plain.state_dict())
+    fast.use_fast_paths(channels_last=True, compile=False)
+    pixels = torch.randint(0, 256, (4, 1, 8, 8), dtype=torch.uint8)
+    assert fast.prepare(pixels).is_contiguous(memory_format=torch.channels_last)
+    assert fast.encoder.body[0].weight.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(
+        fast.losses(fast.prepare(pixels))["loss"], plain.losses(plain.prepare(pixels))["loss"]
+    )
+
+
+def test_channels_last_leaves_a_network_without_convolutions_alone(make_vae):
+    model = make_vae()
+    model.use_fast_paths(channels_last=True, compile=False)
+    assert model.memory_format == torch.contiguous_format
+
+
+def test_compiled_losses_match_eager_ones(make_vae):
+    eager = make_vae(variational=False)
+    compiled = make_vae(variational=False)
+    compiled.load_state_dict(eager.state_dict())
+    compiled.use_fast_paths(channels_last=False, compile=True)
+    x = torch.rand(5, 1, 4, 4)
+    torch.testing.assert_close(compiled.losses(x)["loss"], eager.losses(x)["loss"], rtol=1e-4, atol=1e-4)

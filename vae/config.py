@@ -27,8 +27,9 @@ def validate(cfg: DictConfig) -> None:
     ):
         if cfg[key] not in allowed:
             raise UserError(f"{key} must be one of {allowed}, got {cfg[key]!r}")
-    if not isinstance(cfg.variational, bool):
-        raise UserError(f"variational must be true or false, got {cfg.variational!r}")
+    for key in ("variational", "channels_last", "compile"):
+        if not isinstance(cfg[key], bool):
+            raise UserError(f"{key} must be true or false, got {cfg[key]!r}")
     for key in ("beta", "lr", "mse_scale", "eps_std", "kl_warmup_epochs"):
         if isinstance(cfg[key], bool) or not isinstance(cfg[key], int | float) or cfg[key] < 0:
             raise UserError(f"{key} must be a non-negative number, got {cfg[key]!r}")

@@ -65,6 +65,7 @@ def train(cfg: DictConfig) -> None:
         model = build_model(cfg, datamodule.image_shape)
     except ValueError as error:  # a network the image size cannot fit, an unknown activation, ...
         raise UserError(f"{error} (model={HydraConfig.get().runtime.choices.get('model')})") from error
+    model.use_fast_paths(channels_last=cfg.channels_last, compile=cfg.compile)
     trainer = pl.Trainer(
         accelerator=cfg.accelerator,
         devices=cfg.devices,
