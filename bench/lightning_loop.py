@@ -1,0 +1,84 @@
+"""Lightning's training loop around the same step: what ``python -m vae.train`` adds per batch.
+
+Each turn is a short ``trainer.fit`` of the same model, in this thread (a second thread would
+bring a second pool of torch threads to fight the first), timed between the starts of
+consecutive batches: hooks, ``self.log``, the progress bar and the next batch's fetch.
+"""
+
+import contextlib
+import io
+import logging
+import time
+import warnings
+from collections.abc import Iterator
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import TQDMProgressBar
+
+from bench.timing import Step, Variant
+from bench.workloads import BATCH_SIZE, Workload
+
+
+class BatchClock(pl.Callback):
+    """Stamps the start of every training batch: the gaps are whole loop iterations."""
+
+    def __init__(self) -> None:
+        self.stamps: list[float] = []
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int
+    ) -> None:
+        self.stamps.append(time.perf_counter())
+
+
+@contextlib.contextmanager
+def silenced() -> Iterator[None]:
+    """Keep Lightning's banners, progress bar (it writes to stdout) and warnings out of the report."""
+    loggers = [logging.getLogger(name) for name in ("pytorch_lightning", "lightning_fabric")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+class LightningTrainee:
+    """The variant's model trained by ``trainer.fit`` on the fast loader, a few batches per ``run``.
+
+    Like ``vae.train`` without its logger, checkpoints and validation (they run between
+    epochs); ``variant.bf16`` becomes ``precision='bf16-mixed'``.
+    """
+
+    def __init__(self, variant: Variant, workload: Workload) -> None:
+        torch.manual_seed(0)
+        self.variant = variant
+        self.workload = workload
+        memory_format = torch.channels_last if variant.channels_last else torch.contiguous_format
+        self.model = workload.model().to(memory_format=memory_format)
+
+    def run(self, steps: int) -> list[Step]:
+        """``steps`` loop iterations, after one untimed batch that sets up the new fit's optimizer."""
+        clock = BatchClock()
+        with silenced():
+            trainer = pl.Trainer(
+                accelerator="cpu",
+                devices=1,
+                precision="bf16-mixed" if self.variant.bf16 else "32-true",
+                max_steps=steps + 2,
+                limit_val_batches=0,
+                num_sanity_val_steps=0,
+                logger=False,
+                enable_checkpointing=False,
+                enable_model_summary=False,
+                callbacks=[clock, TQDMProgressBar(refresh_rate=self.variant.refresh_rate)],
+                log_every_n_steps=self.workload.config.trainer.log_every_n_steps,
+            )
+            trainer.fit(self.model, train_dataloaders=self.workload.fast_loader())
+        gaps = [later - earlier for earlier, later in zip(clock.stamps[1:], clock.stamps[2:], strict=False)]
+        return [Step(BATCH_SIZE, 0.0, gap) for gap in gaps]

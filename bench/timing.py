@@ -1,0 +1,222 @@
+"""Timing and memory probes: the variants take turns in rounds, so that all see the same load.
+
+The bench shares two cores with other jobs. Measuring variant A for a minute and then variant
+B would compare two different machines; taking turns keeps the ratios honest even when the
+absolute figures drift. A turn is a few steps rather than one, so that a small model's
+weights are back in cache for most of them, as they are in a real training run.
+"""
+
+import contextlib
+import ctypes
+import gc
+import statistics
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from torch.utils.data import DataLoader
+
+from bench.workloads import Workload
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way of running the training step: data path, memory format, precision, compilation, loop.
+
+    ``lightning`` runs the step inside ``trainer.fit`` (see ``bench.lightning_loop``),
+    refreshing the progress bar every ``refresh_rate`` steps; the others call it directly.
+    """
+
+    name: str
+    fast_data: bool = True
+    channels_last: bool = False
+    bf16: bool = False
+    compile: bool = False
+    lightning: bool = False
+    refresh_rate: int = 1
+
+
+BASELINE = Variant("baseline: DataLoader + ToTensor, eager fp32", fast_data=False)
+
+
+def training_variants(conv: bool, compile: bool, lightning: bool) -> list[Variant]:
+    """The baseline; the fast data path with each speed-up alone and combined; Lightning's loop around it.
+
+    channels_last only exists for conv nets; compile is left out of smoke runs (it takes minutes).
+    """
+    layout = "channels_last + " if conv else ""
+    variants = [BASELINE, Variant("eager fp32")]
+    if conv:
+        variants.append(Variant("channels_last", channels_last=True))
+    variants.append(Variant("bf16 autocast", bf16=True))
+    if conv:
+        variants.append(Variant("channels_last + bf16", channels_last=True, bf16=True))
+    if compile:
+        variants.append(Variant("compile", compile=True))
+        variants.append(Variant(f"compile + {layout}bf16", channels_last=conv, bf16=True, compile=True))
+    if not lightning:
+        return variants
+    return [
+        *variants,
+        Variant("Lightning fit as vae.train runs it: eager fp32, bar every step", lightning=True),
+        Variant("Lightning fit, eager fp32, bar every 50 steps", lightning=True, refresh_rate=50),
+        Variant(
+            f"Lightning fit, {layout}bf16-mixed, bar every 50 steps",
+            channels_last=conv,
+            bf16=True,
+            lightning=True,
+            refresh_rate=50,
+        ),
+    ]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One timed step: how many images, and the seconds spent fetching the batch and in total."""
+
+    images: int
+    data_seconds: float
+    seconds: float
+
+
+class Task(Protocol):
+    """What ``measure`` times: ``run(n)`` takes n steps and says how each went."""
+
+    def run(self, steps: int) -> list[Step]: ...
+
+
+def endless(loader: DataLoader) -> Iterator:
+    """The loader's batches, epoch after epoch."""
+    while True:
+        yield from loader
+
+
+class Trainee:
+    """One variant's model, Adam optimizer and endless batches; ``step`` is one training step.
+
+    The loss is ``VAE.losses(x)['loss'].mean()``, the quantity ``training_step`` minimizes,
+    without Lightning's loop around it (``bench.lightning_loop`` times that loop).
+    """
+
+    def __init__(self, variant: Variant, workload: Workload) -> None:
+        torch.manual_seed(0)
+        self.variant = variant
+        self.memory_format = torch.channels_last if variant.channels_last else torch.contiguous_format
+        self.model = workload.model().train().to(memory_format=self.memory_format)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.model.hparams.lr)
+        self.losses = torch.compile(self.model.losses) if variant.compile else self.model.losses
+        self.batches = endless(workload.fast_loader() if variant.fast_data else workload.baseline_loader())
+
+    def run(self, steps: int) -> list[Step]:
+        return [self.step() for _ in range(steps)]
+
+    def step(self) -> Step:
+        started = time.perf_counter()
+        images = next(self.batches)[0]
+        fetched = time.perf_counter()
+        x = self.model.prepare(images).contiguous(memory_format=self.memory_format)
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.variant.bf16):
+            loss = self.losses(x)["loss"].mean()
+        loss.backward()
+        self.optimizer.step()
+        return Step(len(images), fetched - started, time.perf_counter() - started)
+
+
+class ResidentPeak:
+    """The most resident memory the process gains inside a ``with`` block (Linux's VmHWM, reset first).
+
+    Freed heap is handed back to the system before the reset, so memory that an earlier
+    variant left cached does not hide this one's. ``gained`` stays None where /proc is missing.
+    """
+
+    gained: int | None = None
+
+    def __enter__(self) -> "ResidentPeak":
+        gc.collect()
+        _trim_heap()
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+            self.start = _status_bytes("VmRSS")
+        except OSError:
+            self.start = None
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.start is not None:
+            self.gained = _status_bytes("VmHWM") - self.start
+
+
+def _trim_heap() -> None:
+    # Without glibc, freed memory may stay counted; nothing else breaks.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def _status_bytes(key: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{key}:"):
+            return int(line.split()[1]) * 1024
+    raise OSError(f"/proc/self/status has no {key}")
+
+
+@dataclass
+class Record:
+    """One task's measured steps, round by round."""
+
+    first_step_seconds: float
+    rounds: list[list[Step]] = field(default_factory=list)
+    peak_bytes: int | None = None
+
+    def add_round(self, steps: list[Step], peak_bytes: int | None) -> None:
+        self.rounds.append(steps)
+        if peak_bytes is not None:
+            self.peak_bytes = max(self.peak_bytes or 0, peak_bytes)
+
+    @property
+    def steps(self) -> list[Step]:
+        return [step for steps in self.rounds for step in steps]
+
+    @property
+    def images_per_second(self) -> float:
+        """Images over seconds in the faster half of the rounds: the slower half mostly measures other jobs."""
+        rates = sorted(
+            self.rounds, key=lambda steps: sum(s.seconds for s in steps) / sum(s.images for s in steps)
+        )
+        kept = [step for steps in rates[: max(1, len(rates) // 2)] for step in steps]
+        return sum(s.images for s in kept) / sum(s.seconds for s in kept)
+
+    @property
+    def data_share(self) -> float:
+        steps = self.steps
+        return sum(s.data_seconds for s in steps) / sum(s.seconds for s in steps)
+
+    @property
+    def warmup_seconds(self) -> float:
+        """The first step's time beyond a typical step's: compilation, for a compiled variant."""
+        return self.first_step_seconds - statistics.median(s.seconds for s in self.steps)
+
+    def ratio_to(self, other: "Record") -> float:
+        return self.images_per_second / other.images_per_second
+
+
+def measure(tasks: dict[str, Task], warmup: int, steps: int, rounds: int) -> dict[str, Record]:
+    """Warm every task up, then ``rounds`` rounds in which each takes its share of ``steps`` in turn.
+
+    The order rotates each round, so that no task always runs right after the same neighbour.
+    """
+    rounds = max(1, min(rounds, steps))
+    records = {
+        name: Record(first_step_seconds=task.run(max(1, warmup))[0].seconds) for name, task in tasks.items()
+    }
+    names = list(tasks)
+    for round_index in range(rounds):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            with ResidentPeak() as memory:
+                taken = tasks[name].run(steps // rounds)
+            records[name].add_round(taken, memory.gained)
+    return records

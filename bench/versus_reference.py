@@ -1,0 +1,72 @@
+"""The pytorch/examples MLP VAE against ``python -m vae.train`` on the same model, as two processes.
+
+Both are timed from launch to exit (start-up, data loading, every test pass and picture
+included), because that is what a user waits for; peak RSS is each process's own.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+TEST_LOSS_LINE = re.compile(r"====> Test set loss: ([0-9.]+)")
+
+
+@dataclass(frozen=True)
+class ProcessRun:
+    """A finished command: wall seconds, peak resident bytes, test loss, exit status."""
+
+    command: str
+    wall_seconds: float
+    peak_rss_bytes: int
+    test_loss: float | None
+    returncode: int
+    output: str
+
+
+def run_process(command: list[str]) -> tuple[float, int, int, str]:
+    """Run ``command`` to completion: (wall seconds, peak RSS bytes, exit code, stdout + stderr)."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = process.stdout.read()
+    # wait4, not wait: its resource usage is this child's alone, whatever else has run.
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return time.perf_counter() - started, usage.ru_maxrss * 1024, process.returncode, output
+
+
+def reference_run(epochs: int) -> ProcessRun:
+    """``python -m bench.reference_mlp``, the example's pipeline; its last printed test loss."""
+    command = [sys.executable, "-m", "bench.reference_mlp", f"--epochs={epochs}"]
+    seconds, peak, code, output = run_process(command)
+    losses = TEST_LOSS_LINE.findall(output)
+    return ProcessRun(
+        " ".join(command[1:]), seconds, peak, float(losses[-1]) if losses else None, code, output
+    )
+
+
+def project_run(epochs: int) -> ProcessRun:
+    """``python -m vae.train`` with the example's settings; the test loss from its ``metrics.json``."""
+    with tempfile.TemporaryDirectory() as run_dir:
+        overrides = [
+            "model=mlp",
+            "model.hidden=[400]",
+            "latent_dim=20",
+            "dataset=mnist",
+            f"epochs={epochs}",
+            "accelerator=cpu",
+        ]
+        command = [sys.executable, "-m", "vae.train", *overrides, f"hydra.run.dir={run_dir}"]
+        seconds, peak, code, output = run_process(command)
+        metrics_path = Path(run_dir, "metrics.json")
+        loss = (
+            json.loads(metrics_path.read_text())["metrics"].get("test/loss")
+            if metrics_path.is_file()
+            else None
+        )
+    return ProcessRun(" ".join(["-m", "vae.train", *overrides]), seconds, peak, loss, code, output)
