@@ -29,8 +29,8 @@ class Decoding:
 
     def __init__(self, workload: Workload, per_call: int, channels_last: bool, bf16: bool) -> None:
         torch.manual_seed(0)
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.decoder = workload.model().eval().decoder.to(memory_format=self.memory_format)
+        memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.decoder = workload.model().eval().decoder.to(memory_format=memory_format)
         self.latents = torch.randn(LATENTS_PER_STEP, workload.config.latent_dim).split(per_call)
         self.bf16 = bf16
 

@@ -11,6 +11,7 @@ import logging
 import time
 import warnings
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytorch_lightning as pl
 import torch
@@ -48,6 +49,34 @@ def silenced() -> Iterator[None]:
             logger.setLevel(level)
 
 
+def lightning_variants(workload: Workload) -> list[Variant]:
+    """The loop as ``vae.train`` runs it with the config's defaults, with a quieter bar, then bf16-mixed."""
+    config, conv = workload.config, workload.config.model.family == "conv"
+    channels_last = bool(config.channels_last) and conv
+    switches = "".join((", channels_last" if channels_last else "", ", compile" if config.compile else ""))
+    today = Variant(
+        f"Lightning fit as vae.train runs it ({config.precision}{switches}), bar every step",
+        channels_last=channels_last,
+        bf16=config.precision.startswith("bf16"),
+        compile=config.compile,
+        lightning=True,
+    )
+    layout = "channels_last + " if conv else ""
+    return [
+        today,
+        replace(
+            today, name=f"Lightning fit ({config.precision}{switches}), bar every 50 steps", refresh_rate=50
+        ),
+        Variant(
+            f"Lightning fit, {layout}bf16-mixed, bar every 50 steps",
+            channels_last=conv,
+            bf16=True,
+            lightning=True,
+            refresh_rate=50,
+        ),
+    ]
+
+
 class LightningTrainee:
     """The variant's model trained by ``trainer.fit`` on the fast loader, a few batches per ``run``.
 
@@ -59,8 +88,8 @@ class LightningTrainee:
         torch.manual_seed(0)
         self.variant = variant
         self.workload = workload
-        memory_format = torch.channels_last if variant.channels_last else torch.contiguous_format
-        self.model = workload.model().to(memory_format=memory_format)
+        self.model = workload.model()
+        self.model.use_fast_paths(channels_last=variant.channels_last, compile=variant.compile)
 
     def run(self, steps: int) -> list[Step]:
         """``steps`` loop iterations, after one untimed batch that sets up the new fit's optimizer."""

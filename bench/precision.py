@@ -36,13 +36,14 @@ class TrainedRun:
 def train(workload: Workload, seed: int, bf16: bool, batches: int | None) -> tuple[VAE, int, float]:
     """Adam on ``losses(x)['loss'].mean()`` over ``batches`` shuffled batches (None: one epoch), channels_last."""
     torch.manual_seed(seed)  # the initial weights, the shuffling and the sampler's draws
-    model = workload.model().train().to(memory_format=torch.channels_last)
+    model = workload.model().train()
+    model.use_fast_paths(channels_last=True, compile=False)
     optimizer = torch.optim.Adam(model.parameters(), lr=model.hparams.lr)
     started, done = time.perf_counter(), 0
     for images, _ in workload.fast_loader():
         if done == batches:
             break
-        x = model.prepare(images).contiguous(memory_format=torch.channels_last)
+        x = model.prepare(images)
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             loss = model.losses(x)["loss"].mean()
@@ -60,7 +61,7 @@ def validation_loss(model: VAE, val_set: InMemoryImages, bf16: bool) -> float:
     loader: DataLoader = batch_loader(val_set, BATCH_SIZE, shuffle=False)
     total, count = 0.0, 0
     for images, _ in loader:
-        x = model.prepare(images).contiguous(memory_format=torch.channels_last)
+        x = model.prepare(images)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             total += float(model.losses(x)["loss"].float().sum())
         count += len(x)

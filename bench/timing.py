@@ -26,8 +26,9 @@ from bench.workloads import Workload
 class Variant:
     """One way of running the training step: data path, memory format, precision, compilation, loop.
 
-    ``lightning`` runs the step inside ``trainer.fit`` (see ``bench.lightning_loop``),
-    refreshing the progress bar every ``refresh_rate`` steps; the others call it directly.
+    ``fused_adam`` takes Adam's one-kernel CPU implementation (``fused=True``) over the
+    default per-parameter loop. ``lightning`` runs the step inside ``trainer.fit`` (see
+    ``bench.lightning_loop``), refreshing the progress bar every ``refresh_rate`` steps.
     """
 
     name: str
@@ -35,6 +36,7 @@ class Variant:
     channels_last: bool = False
     bf16: bool = False
     compile: bool = False
+    fused_adam: bool = False
     lightning: bool = False
     refresh_rate: int = 1
 
@@ -42,8 +44,8 @@ class Variant:
 BASELINE = Variant("baseline: DataLoader + ToTensor, eager fp32", fast_data=False)
 
 
-def training_variants(conv: bool, compile: bool, lightning: bool) -> list[Variant]:
-    """The baseline; the fast data path with each speed-up alone and combined; Lightning's loop around it.
+def training_variants(conv: bool, compile: bool, loops: list[Variant]) -> list[Variant]:
+    """The baseline; the fast data path with each speed-up alone and all together; then ``loops``.
 
     channels_last only exists for conv nets; compile is left out of smoke runs (it takes minutes).
     """
@@ -54,23 +56,12 @@ def training_variants(conv: bool, compile: bool, lightning: bool) -> list[Varian
     variants.append(Variant("bf16 autocast", bf16=True))
     if conv:
         variants.append(Variant("channels_last + bf16", channels_last=True, bf16=True))
+    variants.append(Variant("fused Adam", fused_adam=True))
     if compile:
         variants.append(Variant("compile", compile=True))
-        variants.append(Variant(f"compile + {layout}bf16", channels_last=conv, bf16=True, compile=True))
-    if not lightning:
-        return variants
-    return [
-        *variants,
-        Variant("Lightning fit as vae.train runs it: eager fp32, bar every step", lightning=True),
-        Variant("Lightning fit, eager fp32, bar every 50 steps", lightning=True, refresh_rate=50),
-        Variant(
-            f"Lightning fit, {layout}bf16-mixed, bar every 50 steps",
-            channels_last=conv,
-            bf16=True,
-            lightning=True,
-            refresh_rate=50,
-        ),
-    ]
+        everything = f"compile + {layout}bf16 + fused Adam"
+        variants.append(Variant(everything, channels_last=conv, bf16=True, compile=True, fused_adam=True))
+    return [*variants, *loops]
 
 
 @dataclass(frozen=True)
@@ -98,16 +89,17 @@ class Trainee:
     """One variant's model, Adam optimizer and endless batches; ``step`` is one training step.
 
     The loss is ``VAE.losses(x)['loss'].mean()``, the quantity ``training_step`` minimizes,
-    without Lightning's loop around it (``bench.lightning_loop`` times that loop).
+    without Lightning's loop around it (``bench.lightning_loop`` times that loop);
+    channels_last and compile are switched on by the module's own ``use_fast_paths``.
     """
 
     def __init__(self, variant: Variant, workload: Workload) -> None:
         torch.manual_seed(0)
         self.variant = variant
-        self.memory_format = torch.channels_last if variant.channels_last else torch.contiguous_format
-        self.model = workload.model().train().to(memory_format=self.memory_format)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.model.hparams.lr)
-        self.losses = torch.compile(self.model.losses) if variant.compile else self.model.losses
+        self.model = workload.model().train()
+        self.model.use_fast_paths(channels_last=variant.channels_last, compile=variant.compile)
+        fused = {"fused": True} if variant.fused_adam else {}
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.model.hparams.lr, **fused)
         self.batches = endless(workload.fast_loader() if variant.fast_data else workload.baseline_loader())
 
     def run(self, steps: int) -> list[Step]:
@@ -117,10 +109,10 @@ class Trainee:
         started = time.perf_counter()
         images = next(self.batches)[0]
         fetched = time.perf_counter()
-        x = self.model.prepare(images).contiguous(memory_format=self.memory_format)
+        x = self.model.prepare(images)
         self.optimizer.zero_grad(set_to_none=True)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.variant.bf16):
-            loss = self.losses(x)["loss"].mean()
+            loss = self.model.losses(x)["loss"].mean()
         loss.backward()
         self.optimizer.step()
         return Step(len(images), fetched - started, time.perf_counter() - started)
