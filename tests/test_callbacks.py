@@ -59,7 +59,13 @@ def pictures_for(make_vae, latent_dim: int) -> tuple[VAE, dict]:
 
 def test_pictures_of_a_2d_latent_space_include_the_manifold(make_vae):
     model, pictures = pictures_for(make_vae, latent_dim=2)
-    assert set(pictures) == {"latent/scatter", "samples/prior", "samples/uniform", "reconstructions", "latent/manifold"}
+    assert set(pictures) == {
+        "latent/scatter",
+        "samples/prior",
+        "samples/uniform",
+        "reconstructions",
+        "latent/manifold",
+    }
     assert pictures["samples/prior"].shape == (3, 2 + 4 * 30, 2 + 4 * 30)
     assert pictures["latent/manifold"].shape == (3, 2 + 5 * 30, 2 + 5 * 30)
     assert pictures["reconstructions"].shape == (
