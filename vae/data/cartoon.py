@@ -18,16 +18,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from PIL import Image
 from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor
-from torch.utils.data import DataLoader
 from torchvision.transforms import functional as TF
 from tqdm import tqdm
 
-from vae.data.memory import InMemoryImages, batch_loader
+from vae.data.memory import InMemoryDataModule, InMemoryImages
 from vae.errors import UserError
 
 LOADER_VERSION = 1  # bump whenever decoding changes, so that no stale cache is reused
@@ -269,7 +267,7 @@ def split_indices(
     return train_part.sort().values, val_part.sort().values, test_part.sort().values
 
 
-class CartoonDataModule(pl.LightningDataModule):
+class CartoonDataModule(InMemoryDataModule):
     """The Cartoon Set at ``image_size`` px, split by ``split_seed``; batches come from memory.
 
     ``prepare_data`` builds the cache (once, on one process); ``setup`` maps it and gathers
@@ -324,12 +322,3 @@ class CartoonDataModule(pl.LightningDataModule):
         self.class_names = full.class_names
         parts = split_indices(len(full), *self.fractions, self.split_seed)
         self.train_set, self.val_set, self.test_set = (full.subset(part) for part in parts)
-
-    def train_dataloader(self) -> DataLoader:
-        return batch_loader(self.train_set, self.batch_size, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return batch_loader(self.val_set, self.batch_size, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return batch_loader(self.test_set, self.batch_size, shuffle=False)

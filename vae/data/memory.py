@@ -1,5 +1,6 @@
 """In-memory uint8 image tensors served a whole batch per indexing operation."""
 
+import pytorch_lightning as pl
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
@@ -41,3 +42,21 @@ def _batch_as_fetched(batch: tuple[Tensor, Tensor | None]) -> tuple[Tensor, Tens
 def batch_loader(dataset: InMemoryImages, batch_size: int, shuffle: bool) -> DataLoader:
     """A DataLoader whose batches come from ``__getitems__`` with no per-sample collation."""
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=_batch_as_fetched)
+
+
+class InMemoryDataModule(pl.LightningDataModule):
+    """Serves ``train_set``, ``val_set`` and ``test_set`` (``InMemoryImages`` built in ``setup``)."""
+
+    batch_size: int
+    train_set: InMemoryImages
+    val_set: InMemoryImages
+    test_set: InMemoryImages
+
+    def train_dataloader(self) -> DataLoader:
+        return batch_loader(self.train_set, self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return batch_loader(self.val_set, self.batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return batch_loader(self.test_set, self.batch_size, shuffle=False)

@@ -2,13 +2,11 @@
 
 from pathlib import Path
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
 from torchvision import datasets
 
-from vae.data.memory import InMemoryImages, batch_loader
+from vae.data.memory import InMemoryDataModule, InMemoryImages
 from vae.errors import UserError
 
 SOURCES = {"mnist": datasets.MNIST, "fashion_mnist": datasets.FashionMNIST}
@@ -35,7 +33,7 @@ def load_split(name: str, root: str | Path, train: bool) -> datasets.MNIST:
         ) from error
 
 
-class MNISTDataModule(pl.LightningDataModule):
+class MNISTDataModule(InMemoryDataModule):
     """MNIST or Fashion-MNIST as uint8 tensors in memory; batches are formed by indexing.
 
     Validation is a fixed slice of the training set chosen by ``split_seed`` (independent of
@@ -90,12 +88,3 @@ class MNISTDataModule(pl.LightningDataModule):
             margin = (self.pad_to - images.shape[-1]) // 2
             images = F.pad(images, (margin,) * 4)
         return images.contiguous(), split.targets
-
-    def train_dataloader(self) -> DataLoader:
-        return batch_loader(self.train_set, self.batch_size, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return batch_loader(self.val_set, self.batch_size, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return batch_loader(self.test_set, self.batch_size, shuffle=False)
