@@ -227,7 +227,7 @@ def reference_table(runs: list[versus_reference.ProcessRun]) -> str:
             f"`python {run.command}`",
             f"{run.wall_seconds:.1f}",
             _times(run.wall_seconds / reference.wall_seconds),
-            f"{run.peak_rss_bytes / 2**30:.2f}",
+            "n/a" if run.peak_rss_bytes is None else f"{run.peak_rss_bytes / 2**30:.2f}",
             "n/a" if run.test_loss is None else f"{run.test_loss:.2f}",
             str(run.returncode),
         ]
