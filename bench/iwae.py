@@ -63,16 +63,18 @@ class Evaluation:
         return Step(EVALUATE_IMAGES * EVALUATE_DRAWS, 0.0, time.perf_counter() - started)
 
 
-def decoding_tasks(workload: Workload) -> dict[str, Decoding | Evaluation]:
-    """Small and large decoder calls in fp32 and in channels_last + bf16, then the project's evaluation."""
+def decoding_tasks(workload: Workload, evaluation: bool) -> dict[str, Decoding | Evaluation]:
+    """Small and large decoder calls in fp32 and in channels_last + bf16, then (``evaluation``) the project's."""
     small, large = f"{BATCH_SIZE} latents per call", f"{LARGE_CALL} latents per call"
-    return {
+    tasks: dict[str, Decoding | Evaluation] = {
         f"baseline: {small} (one draw of a {BATCH_SIZE}-image batch), fp32": Decoding(
             workload, BATCH_SIZE, False, False
         ),
         f"{large}, fp32": Decoding(workload, LARGE_CALL, False, False),
         f"{small}, channels_last + bf16": Decoding(workload, BATCH_SIZE, True, True),
         f"{large}, channels_last + bf16": Decoding(workload, LARGE_CALL, True, True),
-        f"`vae.evaluation.per_image_measures`, {EVALUATE_IMAGES} images x {EVALUATE_DRAWS} draws "
-        "(its own chunking), fp32": Evaluation(workload),
     }
+    if evaluation:
+        name = f"`vae.evaluation.per_image_measures`, {EVALUATE_IMAGES} images x {EVALUATE_DRAWS} draws"
+        tasks[f"{name} (its own chunking), fp32"] = Evaluation(workload)
+    return tasks

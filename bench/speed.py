@@ -156,7 +156,8 @@ def conv_sections(conv: Workload, settings: Settings) -> list[tuple[str, str]]:
     """IWAE decoding throughput and, on real data, the fp32 against bf16 accuracy check."""
     print("timing IWAE decoding ...", flush=True)
     rounds = max(1, settings.rounds // 4)  # a decoding step takes seconds: a few rounds are plenty
-    decoding = measure(iwae.decoding_tasks(conv), warmup=1, steps=rounds, rounds=rounds)
+    tasks = iwae.decoding_tasks(conv, evaluation=not settings.quick)  # its calls take seconds each
+    decoding = measure(tasks, warmup=1, steps=rounds, rounds=rounds)
     sections = [(f"IWAE decoding, {CONV_PRESET} net, k = {iwae.K}", iwae_table(decoding))]
     if conv.val_set is None:
         return [*sections, ("bf16 accuracy", "skipped: it needs the real Fashion-MNIST files")]
