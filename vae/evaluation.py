@@ -65,7 +65,9 @@ def reconstruction_error(model: VAE, x: Tensor) -> Tensor:
 def per_image_measures(model: VAE, images: Tensor, k: int, batch_size: int, seed: int) -> dict[str, Tensor]:
     """``bounds`` (or the autoencoder's error) for all ``images``, ``batch_size`` at a time."""
     generator = torch.Generator(device=model.device).manual_seed(seed)
-    chunk = max(1, 8192 // batch_size)  # decode about 8k images per forward pass
+    # About 128 latents per decoder call: bench/ measured 4x the throughput of 8k-latent calls
+    # on CPU (caches) and a fraction of the memory.
+    chunk = max(1, 128 // batch_size)
     parts: dict[str, list[Tensor]] = {}
     for batch in images.split(batch_size):
         x = evaluation_inputs(model, batch, generator)
