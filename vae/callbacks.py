@@ -14,10 +14,9 @@ from torchvision.utils import save_image
 
 from vae import plots
 from vae.errors import UserError
+from vae.evaluation import posterior_means
 from vae.latents import manifold_grid, uniform_within
 from vae.module import VAE, to_unit_interval
-
-ENCODE_CHUNK = 256  # images per forward pass when encoding the scatter set
 
 
 def checkpoint_callbacks(dirpath: str | Path) -> list[ModelCheckpoint]:
@@ -85,17 +84,12 @@ class LatentPictures(pl.Callback):
         labels = dataset.labels  # None for unlabelled data: one colour
         return dataset.images[:count], (labels[:count] if labels is not None else None)
 
-    @staticmethod
-    def _means(module: VAE, images: Tensor) -> Tensor:
-        chunks = images.split(ENCODE_CHUNK)
-        return torch.cat([module.encode(to_unit_interval(chunk.to(module.device)))[0] for chunk in chunks])
-
     @torch.no_grad()
     def render(self, module: VAE, epochs_done: int) -> dict[str, Tensor | Figure]:
         """The pictures of the module as it is now, by TensorBoard tag."""
         was_training = module.training
         module.eval()
-        means = self._means(module, self.images)
+        means = posterior_means(module, self.images)
         box = uniform_within(
             means.min(0).values,
             means.max(0).values,
@@ -123,7 +117,7 @@ class LatentPictures(pl.Callback):
         """The test set's means, drawn once at the end (PCA above two dimensions)."""
         images, labels = self._scatter_set(test_set)
         was_training = module.training
-        means = self._means(module.eval(), images)
+        means = posterior_means(module.eval(), images)
         module.train(was_training)
         return plots.latent_scatter(means, labels, self.class_names, "test means")
 

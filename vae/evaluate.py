@@ -12,7 +12,7 @@ from vae import plots
 from vae.checkpoints import device_for, load_run
 from vae.data import build_datamodule
 from vae.errors import UserError, exits_on_user_error
-from vae.evaluation import denoise, per_image_measures
+from vae.evaluation import denoise, per_image_measures, test_images
 from vae.metrics import active_units, auroc, psnr
 from vae.module import VAE
 
@@ -27,12 +27,6 @@ def likelihood_name(model: VAE) -> str:
         )
         return f"Bernoulli on {pixels}"
     return f"Gaussian with fixed variance P / (2 x {hp.mse_scale}) per pixel"
-
-
-def test_images(datamodule, limit: int | None) -> torch.Tensor:
-    datamodule.prepare_data()
-    datamodule.setup("test")
-    return datamodule.test_set.images[:limit]
 
 
 def summary(measures: dict[str, torch.Tensor]) -> dict:

@@ -14,6 +14,21 @@ from vae.module import VAE, to_unit_interval
 from vae.objectives import gaussian_kl_per_dim, iwae_nll, log_likelihood, log_normal
 
 
+def test_images(datamodule, limit: int | None) -> Tensor:
+    """The first ``limit`` test images (uint8) of a run's datamodule, files fetched if needed."""
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    return datamodule.test_set.images[:limit]
+
+
+@torch.no_grad()
+def posterior_means(model: VAE, images: Tensor, chunk: int = 256) -> Tensor:
+    """E[z|x] (an autoencoder's code) of uint8 ``images``, ``chunk`` images per forward pass."""
+    return torch.cat(
+        [model.encode(to_unit_interval(batch.to(model.device)))[0] for batch in images.split(chunk)]
+    )
+
+
 def evaluation_inputs(model: VAE, images: Tensor, generator: torch.Generator) -> Tensor:
     """Pixels as the model sees them; a dynamically binarized model gets one fixed, seeded draw."""
     x = to_unit_interval(images.to(model.device))

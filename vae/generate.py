@@ -10,20 +10,10 @@ from torchvision.utils import save_image
 from vae import latents, plots
 from vae.checkpoints import device_for, load_run
 from vae.errors import UserError, exits_on_user_error
-from vae.module import VAE, to_unit_interval
+from vae.evaluation import posterior_means, test_images
+from vae.module import VAE
 
 MODES = ("prior", "uniform", "interpolate", "traverse", "manifold")
-
-
-@torch.no_grad()
-def test_means(model: VAE, datamodule, limit: int) -> torch.Tensor:
-    """Posterior means of the first ``limit`` test images."""
-    datamodule.prepare_data()
-    datamodule.setup("test")
-    images = datamodule.test_set.images[:limit]
-    return torch.cat(
-        [model.encode(to_unit_interval(batch.to(model.device)))[0].cpu() for batch in images.split(256)]
-    )
 
 
 def latent_grid(cfg: DictConfig, model: VAE, datamodule) -> tuple[torch.Tensor, int]:
@@ -34,7 +24,7 @@ def latent_grid(cfg: DictConfig, model: VAE, datamodule) -> tuple[torch.Tensor, 
         return torch.randn(cfg.rows**2, latent_dim, generator=generator), cfg.rows
     if cfg.mode == "manifold" and latent_dim == 2:
         return latents.manifold_grid(cfg.steps, cfg.extent), cfg.steps
-    means = test_means(model, datamodule, cfg.encode_limit)
+    means = posterior_means(model, test_images(datamodule, cfg.encode_limit)).cpu()
     if cfg.mode == "uniform":
         lower, upper = means.min(0).values, means.max(0).values
         return latents.uniform_within(lower, upper, cfg.rows**2, generator), cfg.rows
