@@ -61,6 +61,7 @@ def test_data_dir_defaults_to_the_environment_variable(monkeypatch):
         "epochs=0",
         "recon=l1",
         "beta=-1",
+        "binarize=sometimes",
     ],
 )
 def test_bad_values_are_refused_with_the_key_named(override: str):
@@ -72,3 +73,9 @@ def test_bad_values_are_refused_with_the_key_named(override: str):
 def test_a_missing_checkpoint_is_refused(tmp_path):
     with pytest.raises(UserError, match="does not exist"):
         validate(composed(f"ckpt_path={tmp_path / 'nope.ckpt'}"))
+
+
+def test_binarizing_is_refused_for_data_that_are_not_mnist_like():
+    validate(composed("binarize=static", "dataset=mnist"))
+    with pytest.raises(UserError, match="binarize=static is for MNIST-family data"):
+        validate(composed("binarize=static", "dataset=cartoon"))

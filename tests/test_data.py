@@ -132,3 +132,39 @@ def test_unknown_dataset_and_bad_padding_are_rejected(tmp_path):
         datamodule(tmp_path, name="cifar")
     with pytest.raises(UserError, match="pad_to"):
         datamodule(tmp_path, pad_to=31)
+
+
+def test_val_size_zero_trains_on_every_image_and_validates_on_the_test_set(tmp_path, tiny_fashion):
+    module = datamodule(tmp_path, val_size=0)
+    module.prepare_data()
+    module.setup("fit")
+    assert len(module.train_set) == len(tiny_fashion["train-images-idx3-ubyte"])
+    assert module.val_set is module.test_set
+
+
+@pytest.mark.parametrize("val_size", [-1, 12])
+def test_a_val_size_that_leaves_no_training_images_is_one_clear_error(tmp_path, tiny_fashion, val_size):
+    with pytest.raises(UserError, match="val_size"):
+        module = datamodule(tmp_path, val_size=val_size)
+        module.prepare_data()
+        module.setup("fit")
+
+
+def test_static_binarization_is_one_fixed_bernoulli_draw_of_each_image(tmp_path, tiny_fashion):
+    def loaded(**changes) -> MNISTDataModule:
+        module = datamodule(tmp_path, val_size=0, **changes)
+        module.prepare_data()
+        module.setup("fit")
+        return module
+
+    binary, again, grey = loaded(binarize="static"), loaded(binarize="static"), loaded()
+    pixels = binary.train_set.images
+    assert set(pixels.unique().tolist()) == {0, 255}
+    torch.testing.assert_close(pixels, again.train_set.images)  # the same draw every time
+    # Pixels that are 0 or 255 stay so; the others are drawn with probability intensity / 255.
+    original = grey.train_set.images
+    assert torch.equal(pixels[original == 0], original[original == 0])
+    assert torch.equal(pixels[original == 255], original[original == 255])
+    share_on = (pixels == 255).float().mean()
+    assert abs(share_on - original.float().mean() / 255) < 0.01
+    assert set(binary.test_set.images.unique().tolist()) == {0, 255}

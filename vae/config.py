@@ -33,5 +33,7 @@ def validate(cfg: DictConfig) -> None:
     for key in ("beta", "lr", "mse_scale", "eps_std", "kl_warmup_epochs"):
         if isinstance(cfg[key], bool) or not isinstance(cfg[key], int | float) or cfg[key] < 0:
             raise UserError(f"{key} must be a non-negative number, got {cfg[key]!r}")
+    if cfg.binarize != "none" and "binarize" not in cfg.dataset:
+        raise UserError(f"binarize={cfg.binarize} is for MNIST-family data, not dataset={cfg.dataset.name}")
     if cfg.ckpt_path is not None and not Path(cfg.ckpt_path).is_file():
         raise UserError(f"ckpt_path {cfg.ckpt_path} does not exist; give the path of a .ckpt file")

@@ -20,11 +20,11 @@ from vae.module import VAE
 def likelihood_name(model: VAE) -> str:
     hp = model.hparams
     if hp.recon == "bce":
-        pixels = (
-            "binarized pixels (one fixed draw)"
-            if hp.binarize == "dynamic"
-            else "[0, 1] pixels, not binarized"
-        )
+        pixels = {
+            "none": "[0, 1] pixels, not binarized",
+            "dynamic": "dynamically binarized pixels (evaluated on one fixed, seeded draw)",
+            "static": "statically binarized pixels (one fixed draw per image, made at loading)",
+        }[hp.binarize]
         return f"Bernoulli on {pixels}"
     return f"Gaussian with fixed variance P / (2 x {hp.mse_scale}) per pixel"
 

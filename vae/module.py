@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from vae.nets import build_networks
 from vae.objectives import RECONSTRUCTIONS, REDUCTIONS, gaussian_kl, reconstruction, reparameterize
 
-BINARIZATIONS = ("none", "dynamic")
+BINARIZATIONS = ("none", "dynamic", "static")
 
 
 def to_unit_interval(images: Tensor) -> Tensor:

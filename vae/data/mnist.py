@@ -38,7 +38,12 @@ class MNISTDataModule(InMemoryDataModule):
 
     Validation is a fixed slice of the training set chosen by ``split_seed`` (independent of
     the training seed, so every run validates on the same images); test is the official set.
-    ``pad_to`` zero-pads the 28x28 images (seed 000 trains on 32x32).
+    ``val_size=0`` trains on all 60,000 images and validates on the test set, as the Keras
+    tutorials and pytorch/examples do (their reported figures are on that protocol).
+    ``pad_to`` zero-pads the 28x28 images (seed 000 trains on 32x32). ``binarize="static"``
+    replaces every image by one Bernoulli draw of its pixels, fixed by ``split_seed``, made
+    once at loading (the fixed binarized MNIST of the likelihood literature); other values
+    leave the pixels alone (``dynamic`` binarization happens per batch, in the model).
     """
 
     def __init__(
@@ -49,10 +54,13 @@ class MNISTDataModule(InMemoryDataModule):
         val_size: int,
         split_seed: int,
         pad_to: int | None,
+        binarize: str = "none",
     ) -> None:
         super().__init__()
         if name not in SOURCES:
             raise UserError(f"unknown dataset {name!r}; choose one of {sorted(SOURCES)}")
+        if val_size < 0:
+            raise UserError(f"dataset.val_size must be 0 (validate on the test set) or more, got {val_size}")
         if pad_to is not None and (pad_to < 28 or (pad_to - 28) % 2):
             raise UserError(f"dataset.pad_to must be 28 plus an even number of pixels, got {pad_to}")
         root = str(root)  # a plain string, so the checkpoint loads with weights_only=True
@@ -60,6 +68,7 @@ class MNISTDataModule(InMemoryDataModule):
         self.save_hyperparameters()
         self.name, self.root, self.batch_size = name, root, batch_size
         self.val_size, self.split_seed, self.pad_to = val_size, split_seed, pad_to
+        self.binarize = binarize
         self.class_names: list[str] = list(SOURCES[name].classes)
 
     @property
@@ -75,15 +84,24 @@ class MNISTDataModule(InMemoryDataModule):
         if hasattr(self, "train_set"):
             return
         train_images, train_labels = self._tensors(train=True)
+        if self.val_size >= len(train_images):
+            raise UserError(
+                f"dataset.val_size={self.val_size} leaves no training images (there are {len(train_images)})"
+            )
         order = torch.randperm(len(train_images), generator=torch.Generator().manual_seed(self.split_seed))
         val_index, train_index = order[: self.val_size], order[self.val_size :]
         train = InMemoryImages(train_images, train_labels)
         self.train_set, self.val_set = train.subset(train_index), train.subset(val_index)
         self.test_set = InMemoryImages(*self._tensors(train=False))
+        if not self.val_size:
+            self.val_set = self.test_set
 
     def _tensors(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
         split = load_split(self.name, self.root, train)
         images = split.data.unsqueeze(1)
+        if self.binarize == "static":
+            generator = torch.Generator().manual_seed(self.split_seed + int(not train))
+            images = torch.bernoulli(images / 255, generator=generator).to(torch.uint8) * 255
         if self.pad_to:
             margin = (self.pad_to - images.shape[-1]) // 2
             images = F.pad(images, (margin,) * 4)
