@@ -70,11 +70,6 @@ def test_bad_values_are_refused_with_the_key_named(override: str):
         validate(composed(override))
 
 
-def test_a_missing_checkpoint_is_refused(tmp_path):
-    with pytest.raises(UserError, match="does not exist"):
-        validate(composed(f"ckpt_path={tmp_path / 'nope.ckpt'}"))
-
-
 def test_binarizing_is_refused_for_data_that_are_not_mnist_like():
     validate(composed("binarize=static", "dataset=mnist"))
     with pytest.raises(UserError, match="binarize=static is for MNIST-family data"):

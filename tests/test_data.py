@@ -10,6 +10,7 @@ import torch
 from torchvision import datasets
 
 from vae.data import build_datamodule
+from vae.data.memory import IndexBatches
 from vae.data.mnist import MNISTDataModule
 from vae.errors import UserError
 
@@ -63,14 +64,14 @@ def test_verified_gz_files_are_extracted_parsed_and_split(tmp_path, tiny_fashion
     module.setup("fit")
     assert module.image_shape == (1, 28, 28)
     assert module.class_names[0] == "T-shirt/top"
-    train, val = module.train_set, module.val_set
-    assert (len(train), len(val)) == (9, 3)
-    assert train.images.dtype == torch.uint8 and train.images.shape == (9, 1, 28, 28)
+    assert (len(module.train_set), len(module.val_set)) == (9, 3)
+    train, val = module.train_set.head(), module.val_set.head()
+    assert train[0].dtype == torch.uint8 and train[0].shape == (9, 1, 28, 28)
     # Train and validation partition the written training images, labels kept alongside.
     written = tiny_fashion["train-images-idx3-ubyte"]
-    together = torch.cat([train.images, val.images]).squeeze(1)
+    together = torch.cat([train[0], val[0]]).squeeze(1)
     assert sorted(map(bytes, together.numpy())) == sorted(map(bytes, written.numpy()))
-    for images, labels in ((train.images, train.labels), (val.images, val.labels)):
+    for images, labels in (train, val):
         for image, label in zip(images, labels, strict=True):
             position = next(i for i, w in enumerate(written) if torch.equal(w, image[0]))
             assert label == tiny_fashion["train-labels-idx1-ubyte"][position]
@@ -91,7 +92,7 @@ def test_validation_slice_depends_on_split_seed_only(tmp_path, tiny_fashion):
     def val_images(split_seed: int) -> torch.Tensor:
         module = datamodule(tmp_path, split_seed=split_seed)
         module.setup("fit")
-        return module.val_set.images
+        return module.val_set.head()[0]
 
     assert torch.equal(val_images(0), val_images(0))
     assert not torch.equal(val_images(0), val_images(1))
@@ -101,7 +102,7 @@ def test_padding_to_32_adds_a_black_border(tmp_path, tiny_fashion):
     module = datamodule(tmp_path, pad_to=32)
     module.setup("test")
     assert module.image_shape == (1, 32, 32)
-    images = module.test_set.images
+    images = module.test_set.head()[0]
     assert images.shape == (4, 1, 32, 32)
     torch.testing.assert_close(images[:, 0, 2:30, 2:30], tiny_fashion["t10k-images-idx3-ubyte"])
     assert images[:, :, :2].sum() == 0 and images[:, :, :, 30:].sum() == 0
@@ -158,13 +159,30 @@ def test_static_binarization_is_one_fixed_bernoulli_draw_of_each_image(tmp_path,
         return module
 
     binary, again, grey = loaded(binarize="static"), loaded(binarize="static"), loaded()
-    pixels = binary.train_set.images
+    pixels = binary.train_set.head()[0]
     assert set(pixels.unique().tolist()) == {0, 255}
-    torch.testing.assert_close(pixels, again.train_set.images)  # the same draw every time
+    torch.testing.assert_close(pixels, again.train_set.head()[0])  # the same draw every time
     # Pixels that are 0 or 255 stay so; the others are drawn with probability intensity / 255.
-    original = grey.train_set.images
+    original = grey.train_set.head()[0]
     assert torch.equal(pixels[original == 0], original[original == 0])
     assert torch.equal(pixels[original == 255], original[original == 255])
     share_on = (pixels == 255).float().mean()
     assert abs(share_on - original.float().mean() / 255) < 0.01
-    assert set(binary.test_set.images.unique().tolist()) == {0, 255}
+    assert set(binary.test_set.head()[0].unique().tolist()) == {0, 255}
+
+
+def test_index_batches_depend_on_seed_and_epoch_and_shard_without_overlap():
+    def positions(shard: int, shards: int, epoch: int, shuffle: bool = True, size: int = 103) -> list[int]:
+        batches = IndexBatches(size, 10, shuffle, seed=7, shard=shard, shards=shards)
+        batches.set_epoch(epoch)
+        assert len(list(batches)) == len(batches)
+        return torch.cat(list(batches)).tolist()
+
+    assert positions(0, 1, 0) == positions(0, 1, 0)  # a resumed epoch sees the same batches
+    assert positions(0, 1, 0) != positions(0, 1, 1)
+    assert sorted(positions(0, 1, 0)) == list(range(103))
+    first, second = positions(0, 2, 3), positions(1, 2, 3)
+    assert len(first) == len(second) == 51  # equal steps on every process; one image dropped
+    assert not set(first) & set(second)
+    # Evaluation keeps every image exactly once across processes, in order.
+    assert sorted(positions(0, 2, 0, shuffle=False) + positions(1, 2, 0, shuffle=False)) == list(range(103))

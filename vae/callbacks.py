@@ -80,9 +80,7 @@ class LatentPictures(pl.Callback):
         self.prior = torch.randn(self.grid_size**2, pl_module.hparams.latent_dim, generator=generator)
 
     def _scatter_set(self, dataset) -> tuple[Tensor, Tensor | None]:
-        count = min(self.scatter_points, len(dataset))
-        labels = dataset.labels  # None for unlabelled data: one colour
-        return dataset.images[:count], (labels[:count] if labels is not None else None)
+        return dataset.head(self.scatter_points)  # labels None for unlabelled data: one colour
 
     @torch.no_grad()
     def render(self, module: VAE, epochs_done: int) -> dict[str, Tensor | Figure]:
@@ -170,7 +168,7 @@ class RunSummary(pl.Callback):
         self.fit_started = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.train_images += len(batch[0])
+        self.train_images += len(batch[0]) * trainer.world_size
 
     def on_validation_start(self, trainer: pl.Trainer, pl_module: VAE) -> None:
         self.validation_started = time.perf_counter()

@@ -1,9 +1,12 @@
-"""Loading a trained run back: the model and the data it was trained on, safely."""
+"""Checkpoints: written atomically, found for resuming, and loaded back safely."""
 
+import os
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from vae.data import build_datamodule
 from vae.errors import UserError
@@ -29,6 +32,74 @@ def checkpoint_file(path: str | Path) -> Path:
     return path
 
 
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes a checkpoint to a hidden temporary file beside it, syncs it, then renames it.
+
+    A crash or a kill -9 during the write leaves the previous ``last.ckpt`` whole: the rename
+    is atomic on one filesystem, so the file is either the old checkpoint or the new one.
+    """
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
+    ) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.partial")
+        with open(partial, "wb") as file:
+            torch.save(checkpoint, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(partial, path)
+
+
+def resume_file(ckpt_path: str | None, outputs: Path = Path("outputs")) -> Path | None:
+    """The checkpoint ``ckpt_path=`` names: a ``.ckpt`` file, a run directory's ``last.ckpt``,
+    or for ``last`` the newest ``checkpoints/last.ckpt`` of the runs under ``outputs/``."""
+    if ckpt_path is None:
+        return None
+    if str(ckpt_path) != "last":
+        return checkpoint_file(ckpt_path)
+    found = sorted(outputs.glob("**/checkpoints/last.ckpt"), key=lambda file: file.stat().st_mtime)
+    if not found:
+        raise UserError(
+            f"ckpt_path=last, but no run under {outputs.resolve()} has a checkpoints/last.ckpt; "
+            "give a .ckpt file or a run directory"
+        )
+    return found[-1]
+
+
+def read_checkpoint(file: Path) -> dict:
+    """The checkpoint's contents, loaded with ``weights_only=True`` (pickled code is refused)."""
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as error:  # arbitrary bytes make the unpickler raise almost anything
+        raise UserError(f"{file} is not a loadable vae checkpoint ({_first_line(error)})") from error
+
+
+# The hyperparameters that fix the weights' shapes: a checkpoint can only resume a run that agrees.
+ARCHITECTURE = ("image_shape", "latent_dim", "variational", "model")
+
+
+def check_resumable(checkpoint: dict, model: VAE, file: Path) -> None:
+    """Refuse, in one line, a checkpoint whose network differs from the one this run built."""
+    saved = checkpoint.get("hyper_parameters", {})
+    for key in ARCHITECTURE:
+        ours, theirs = _comparable(model.hparams[key]), _comparable(saved.get(key))
+        if ours != theirs:
+            raise UserError(
+                f"{file} was trained with {key}={theirs}, but this run asks for {key}={ours}; "
+                f"resume with the checkpoint's settings, or leave out ckpt_path to start afresh"
+            )
+
+
+def _comparable(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
 def load_run(
     path: str | Path, batch_size: int, dataset_root: str | None, device: str
 ) -> tuple[VAE, pl.LightningDataModule, Path]:
@@ -38,12 +109,11 @@ def load_run(
     not run. ``dataset_root`` replaces the data folder recorded at training time.
     """
     file = checkpoint_file(path)
+    checkpoint = read_checkpoint(file)
     try:
-        checkpoint = torch.load(file, map_location="cpu", weights_only=True)
         model = VAE.load_from_checkpoint(file, map_location=device, weights_only=True)
-    except Exception as error:  # arbitrary bytes make the unpickler raise almost anything
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(f"{file} is not a loadable vae checkpoint ({first_line})") from error
+    except Exception as error:  # a dict of the wrong shape: not written by vae.train
+        raise UserError(f"{file} is not a loadable vae checkpoint ({_first_line(error)})") from error
     dataset = dict(checkpoint.get("datamodule_hyper_parameters", {}))
     if not dataset:
         raise UserError(f"{file} records no dataset; it was not written by python -m vae.train")

@@ -1,7 +1,5 @@
 """Checks of the composed config, so a typo fails before any data is loaded or trained on."""
 
-from pathlib import Path
-
 from omegaconf import DictConfig
 
 from vae.errors import UserError
@@ -35,5 +33,3 @@ def validate(cfg: DictConfig) -> None:
             raise UserError(f"{key} must be a non-negative number, got {cfg[key]!r}")
     if cfg.binarize != "none" and "binarize" not in cfg.dataset:
         raise UserError(f"binarize={cfg.binarize} is for MNIST-family data, not dataset={cfg.dataset.name}")
-    if cfg.ckpt_path is not None and not Path(cfg.ckpt_path).is_file():
-        raise UserError(f"ckpt_path {cfg.ckpt_path} does not exist; give the path of a .ckpt file")

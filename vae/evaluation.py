@@ -18,7 +18,7 @@ def test_images(datamodule, limit: int | None) -> Tensor:
     """The first ``limit`` test images (uint8) of a run's datamodule, files fetched if needed."""
     datamodule.prepare_data()
     datamodule.setup("test")
-    return datamodule.test_set.images[:limit]
+    return datamodule.test_set.head(limit)[0]
 
 
 @torch.no_grad()

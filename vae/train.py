@@ -9,6 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from vae.callbacks import LatentPictures, RunSummary, StopOnNonFiniteLoss, checkpoint_callbacks
+from vae.checkpoints import AtomicCheckpointIO, check_resumable, read_checkpoint, resume_file
 from vae.config import validate
 from vae.data import build_datamodule
 from vae.errors import UserError, exits_on_user_error
@@ -58,6 +59,7 @@ def build_model(cfg: DictConfig, image_shape: tuple[int, int, int]) -> VAE:
 
 def train(cfg: DictConfig) -> None:
     validate(cfg)
+    resume = resume_file(cfg.ckpt_path)
     pl.seed_everything(cfg.seed, workers=True)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     datamodule = build_datamodule(OmegaConf.to_container(cfg.dataset, resolve=True), cfg.batch_size)
@@ -65,10 +67,20 @@ def train(cfg: DictConfig) -> None:
         model = build_model(cfg, datamodule.image_shape)
     except ValueError as error:  # a network the image size cannot fit, an unknown activation, ...
         raise UserError(f"{error} (model={HydraConfig.get().runtime.choices.get('model')})") from error
+    if resume is not None:
+        checkpoint = read_checkpoint(resume)
+        check_resumable(checkpoint, model, resume)
+        print(
+            f"resuming from {resume} (epoch {checkpoint['epoch']}, global step {checkpoint['global_step']})"
+        )
     model.use_fast_paths(channels_last=cfg.channels_last, compile=cfg.compile)
     trainer = pl.Trainer(
         accelerator=cfg.accelerator,
         devices=cfg.devices,
+        strategy=cfg.strategy,
+        num_nodes=cfg.num_nodes,
+        plugins=[AtomicCheckpointIO()],
+        use_distributed_sampler=False,  # the datamodules shard their own batches (IndexBatches)
         precision=cfg.precision,
         max_epochs=cfg.epochs,
         default_root_dir=run_dir,
@@ -81,7 +93,7 @@ def train(cfg: DictConfig) -> None:
         ],
         **cfg.trainer,
     )
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=resume, weights_only=True)
     trainer.test(model, datamodule=datamodule)
 
 

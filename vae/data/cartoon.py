@@ -270,8 +270,8 @@ def split_indices(
 class CartoonDataModule(InMemoryDataModule):
     """The Cartoon Set at ``image_size`` px, split by ``split_seed``; batches come from memory.
 
-    ``prepare_data`` builds the cache (once, on one process); ``setup`` maps it and gathers
-    each split with one indexing operation, so no epoch decodes a PNG.
+    ``prepare_data`` builds the cache (once, on one process); ``setup`` maps it, and each split
+    is a view of the mapping, so no epoch decodes a PNG and no split is copied into memory.
     """
 
     def __init__(

@@ -1,62 +1,125 @@
-"""In-memory uint8 image tensors served a whole batch per indexing operation."""
+"""Image tensors (in memory or memory-mapped) served a whole batch per indexing operation."""
+
+import math
 
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 
 class InMemoryImages(Dataset):
-    """uint8 images ``[N, C, H, W]`` and integer labels ``[N]`` (or None: unlabelled) as tensors.
+    """uint8 images ``[N, C, H, W]`` and integer labels ``[N]`` (or None: unlabelled), seen
+    through ``rows`` (None: all of them).
 
-    ``__getitems__`` lets the DataLoader fetch a batch with one tensor index instead of
-    one Python call, one PIL image and one ToTensor per sample.
+    A subset is a view, not a copy: a memory-mapped Cartoon Set cache stays on disk, and only
+    the batches read from it come into memory. ``__getitems__`` lets the DataLoader fetch a
+    batch with one tensor index instead of one Python call and one ToTensor per sample.
     """
 
-    def __init__(self, images: Tensor, labels: Tensor | None) -> None:
+    def __init__(self, images: Tensor, labels: Tensor | None, rows: Tensor | None = None) -> None:
         if images.dtype != torch.uint8 or images.ndim != 4:
             raise ValueError("expected uint8 images [N, C, H, W]")
         if labels is not None and len(labels) != len(images):
             raise ValueError("expected one label per image")
         self.images = images
         self.labels = labels
+        self.rows = rows
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.images) if self.rows is None else len(self.rows)
 
     def __getitem__(self, index: int | Tensor) -> tuple[Tensor, Tensor | None]:
-        return self.images[index], None if self.labels is None else self.labels[index]
+        rows = index if self.rows is None else self.rows[index]
+        return self.images[rows], None if self.labels is None else self.labels[rows]
 
-    def __getitems__(self, indices: list[int]) -> tuple[Tensor, Tensor | None]:
+    def __getitems__(self, indices: list[int] | Tensor) -> tuple[Tensor, Tensor | None]:
         return self[torch.as_tensor(indices)]
 
     def subset(self, index: Tensor) -> "InMemoryImages":
-        """The images (and labels) at ``index``, gathered by one indexing operation."""
-        return InMemoryImages(*self[index])
+        """The images (and labels) at ``index``, as a view of the same storage."""
+        return InMemoryImages(self.images, self.labels, index if self.rows is None else self.rows[index])
+
+    def head(self, count: int | None = None) -> tuple[Tensor, Tensor | None]:
+        """The first ``count`` images (all when None) and their labels, gathered into memory."""
+        return self[torch.arange(len(self) if count is None else min(count, len(self)))]
+
+
+class IndexBatches(Sampler[Tensor]):
+    """Batches of dataset positions: slices of one permutation per epoch (or of 0..N-1).
+
+    The permutation depends only on ``seed`` and the epoch Lightning passes to ``set_epoch``,
+    so a run resumed from a checkpoint sees the batches the uninterrupted run would have.
+    With ``shards`` processes (ddp) each takes every ``shards``-th position from ``shard``;
+    training shards are cut to equal length so every process steps the same number of times.
+    """
+
+    def __init__(
+        self, size: int, batch_size: int, shuffle: bool, seed: int, shard: int = 0, shards: int = 1
+    ) -> None:
+        self.size, self.batch_size, self.shuffle, self.seed = size, batch_size, shuffle, seed
+        self.shard, self.shards = shard, shards
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _positions(self) -> Tensor:
+        if not self.shuffle:
+            return torch.arange(self.shard, self.size, self.shards)
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        order = torch.randperm(self.size, generator=generator)
+        return order[: self.size - self.size % self.shards][self.shard :: self.shards]
+
+    def __iter__(self):
+        return iter(self._positions().split(self.batch_size))
+
+    def __len__(self) -> int:
+        if self.shuffle:
+            positions = self.size // self.shards
+        else:
+            positions = len(range(self.shard, self.size, self.shards))
+        return math.ceil(positions / self.batch_size)
 
 
 def _batch_as_fetched(batch: tuple[Tensor, Tensor | None]) -> tuple[Tensor, Tensor | None]:
     return batch
 
 
-def batch_loader(dataset: InMemoryImages, batch_size: int, shuffle: bool) -> DataLoader:
-    """A DataLoader whose batches come from ``__getitems__`` with no per-sample collation."""
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=_batch_as_fetched)
+def batch_loader(
+    dataset: InMemoryImages, batch_size: int, shuffle: bool, seed: int = 0, shard: int = 0, shards: int = 1
+) -> DataLoader:
+    """A DataLoader whose batches come from ``__getitems__`` with no per-sample collation.
+
+    Its own generator keeps the global random state untouched when an epoch's iterator is
+    made (wherever Lightning makes it), so the model's noise draws resume exactly.
+    """
+    batches = IndexBatches(len(dataset), batch_size, shuffle, seed, shard, shards)
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(dataset, batch_sampler=batches, collate_fn=_batch_as_fetched, generator=generator)
 
 
 class InMemoryDataModule(pl.LightningDataModule):
-    """Serves ``train_set``, ``val_set`` and ``test_set`` (``InMemoryImages`` built in ``setup``)."""
+    """Serves ``train_set``, ``val_set`` and ``test_set`` (``InMemoryImages`` built in ``setup``).
+
+    Under ddp each process reads its own shard of every split; the shuffle is seeded by the
+    run's seed (``torch.initial_seed()``, which ``seed_everything`` sets on every process).
+    """
 
     batch_size: int
     train_set: InMemoryImages
     val_set: InMemoryImages
     test_set: InMemoryImages
 
+    def _loader(self, dataset: InMemoryImages, shuffle: bool) -> DataLoader:
+        shard, shards = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        return batch_loader(dataset, self.batch_size, shuffle, torch.initial_seed(), shard, shards)
+
     def train_dataloader(self) -> DataLoader:
-        return batch_loader(self.train_set, self.batch_size, shuffle=True)
+        return self._loader(self.train_set, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return batch_loader(self.val_set, self.batch_size, shuffle=False)
+        return self._loader(self.val_set, shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
-        return batch_loader(self.test_set, self.batch_size, shuffle=False)
+        return self._loader(self.test_set, shuffle=False)

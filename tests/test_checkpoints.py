@@ -1,0 +1,158 @@
+"""Checkpoints survive kills, resume where they stopped, and refuse what does not fit."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import QUICK, run_module
+from vae.checkpoints import AtomicCheckpointIO, resume_file
+from vae.errors import UserError
+
+# `python -m vae.train` with a process that SIGKILLs itself at the chosen write of last.ckpt:
+# after the write (`after`), or halfway through its bytes (`inside`). A real kill -9, at a
+# deterministic moment.
+KILLED_TRAINING = """
+import io, os, runpy, signal, sys
+import torch
+import vae.checkpoints
+
+mode, kill_at = sys.argv[1], int(sys.argv[2])
+writes = 0
+save, write_file = vae.checkpoints.AtomicCheckpointIO.save_checkpoint, torch.save
+
+def counted_save(self, checkpoint, path, storage_options=None):
+    global writes
+    writes += os.path.basename(path) == "last.ckpt"
+    save(self, checkpoint, path, storage_options)
+    if mode == "after" and writes == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+def half_written(checkpoint, file):
+    if writes == kill_at and mode == "inside":
+        data = io.BytesIO()
+        write_file(checkpoint, data)
+        file.write(data.getvalue()[: len(data.getvalue()) // 2])
+        file.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+    write_file(checkpoint, file)
+
+vae.checkpoints.AtomicCheckpointIO.save_checkpoint = counted_save
+vae.checkpoints.torch.save = half_written
+sys.argv = ["vae.train", *sys.argv[3:]]
+runpy.run_module("vae.train", run_name="__main__", alter_sys=True)
+"""
+
+# Fashion-MNIST through the MLP for 3 epochs of 8 batches: seconds per run.
+SHORT = [*QUICK, "model=mlp", "trainer.limit_train_batches=8", "epochs=3"]
+
+
+def killed_training(mode: str, kill_at: int, *overrides: str, data_dir: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "VAE_DATA_DIR": str(data_dir)}
+    command = [sys.executable, "-c", KILLED_TRAINING, mode, str(kill_at), *overrides]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+
+def final_val_loss(run_dir: Path) -> float:
+    return json.loads((run_dir / "metrics.json").read_text())["metrics"]["val/loss"]
+
+
+def test_a_run_killed_after_a_checkpoint_resumes_where_it_stopped_and_ends_as_if_never_killed(
+    data_dir: Path, tmp_path: Path
+):
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    result = run_module("vae.train", *SHORT, f"hydra.run.dir={whole}", data_dir=data_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    result = killed_training("after", 2, *SHORT, f"hydra.run.dir={killed}", data_dir=data_dir)
+    assert result.returncode == -signal.SIGKILL
+    saved = torch.load(killed / "checkpoints" / "last.ckpt", weights_only=True)
+    assert (saved["epoch"], saved["global_step"]) == (1, 16)  # killed after epoch 2 of 3
+    assert not (killed / "metrics.json").exists()
+
+    resumed = tmp_path / "resumed"
+    result = run_module(
+        "vae.train", *SHORT, f"ckpt_path={killed}", f"hydra.run.dir={resumed}", data_dir=data_dir
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"resuming from {killed / 'checkpoints' / 'last.ckpt'} (epoch 1, global step 16)" in result.stdout
+    final = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True)
+    assert (final["epoch"], final["global_step"]) == (2, 24)
+    assert final["optimizer_states"][0]["state"]  # Adam's moments came back with the weights
+    # The random state is in the checkpoint too, so the resumed epoch draws the same batches
+    # and noise: the result equals the uninterrupted run's, not just comes close.
+    assert final_val_loss(resumed) == pytest.approx(final_val_loss(whole), rel=1e-5)
+
+
+def test_a_kill_inside_a_checkpoint_write_leaves_the_previous_checkpoint_whole(
+    data_dir: Path, tmp_path: Path
+):
+    result = killed_training("inside", 2, *SHORT, f"hydra.run.dir={tmp_path}", data_dir=data_dir)
+    assert result.returncode == -signal.SIGKILL
+    folder = tmp_path / "checkpoints"
+    assert (folder / ".last.ckpt.partial").stat().st_size > 0  # the half-written file, beside it
+    kept = torch.load(folder / "last.ckpt", weights_only=True)
+    assert (kept["epoch"], kept["global_step"]) == (0, 8)
+
+
+def test_ckpt_path_last_resumes_the_newest_run_under_outputs(data_dir: Path, tmp_path: Path):
+    old, new = (tmp_path / "outputs" / day / "checkpoints" for day in ("2026-01-01", "2026-01-02"))
+    for folder, age in ((old, 100), (new, 0)):
+        folder.mkdir(parents=True)
+        (folder / "last.ckpt").write_bytes(b"")
+        os.utime(folder / "last.ckpt", (1e9 - age, 1e9 - age))
+    assert resume_file("last", tmp_path / "outputs") == new / "last.ckpt"
+    assert resume_file(str(old.parent), tmp_path / "outputs") == old / "last.ckpt"  # a run directory
+    assert resume_file(None) is None
+    with pytest.raises(UserError, match="no run under"):
+        resume_file("last", tmp_path / "elsewhere")
+    with pytest.raises(UserError, match="no checkpoint at"):
+        resume_file(str(tmp_path / "missing.ckpt"))
+
+
+def test_the_atomic_writer_replaces_the_file_and_leaves_no_temporary(tmp_path: Path):
+    path = tmp_path / "nested" / "last.ckpt"
+    for epoch in (0, 1):
+        AtomicCheckpointIO().save_checkpoint({"epoch": epoch}, path)
+    assert torch.load(path, weights_only=True) == {"epoch": 1}
+    assert [file.name for file in path.parent.iterdir()] == ["last.ckpt"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["latent_dim=16"], "was trained with latent_dim=2, but this run asks for latent_dim=16"),
+        (["model=mlp"], "was trained with model="),
+        (["ckpt_path=NOT_A_CHECKPOINT"], "is not a loadable vae checkpoint"),
+        (["ckpt_path=MISSING"], "no checkpoint at"),
+    ],
+)
+def test_a_checkpoint_that_cannot_resume_this_run_is_one_line_and_nothing_is_lost(
+    finished_run: Path, data_dir: Path, tmp_path: Path, overrides: list[str], expected: str
+):
+    junk = tmp_path / "junk.ckpt"
+    junk.write_bytes(b"\x80\x02 not a checkpoint")
+    substitutes = {"NOT_A_CHECKPOINT": str(junk), "MISSING": str(tmp_path / "missing.ckpt")}
+    overrides = [next((o.replace(k, v) for k, v in substitutes.items() if k in o), o) for o in overrides]
+    last = finished_run / "checkpoints" / "last.ckpt"
+    before = last.read_bytes()
+    run_dir = tmp_path / "run"
+    result = run_module(
+        "vae.train",
+        *QUICK,
+        f"ckpt_path={finished_run}",
+        *overrides,
+        f"hydra.run.dir={run_dir}",
+        data_dir=data_dir,
+    )
+    assert result.returncode == 2
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith("error: ") and expected in message
+    assert "Traceback" not in result.stderr
+    assert last.read_bytes() == before
+    assert not (run_dir / "checkpoints").exists()
