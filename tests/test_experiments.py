@@ -21,6 +21,7 @@ TUTORIAL_SETTINGS = {
     "seed000_fashion32": {
         "dataset.name": "fashion_mnist",
         "dataset.pad_to": 32,
+        "dataset.val_size": 0,  # trains on all 60k, validates on the test set
         "latent_dim": 2,
         "recon": "bce",
         "batch_size": 10,
@@ -44,6 +45,7 @@ TUTORIAL_SETTINGS = {
     "seed002_mnist_mlp": {
         "dataset.name": "mnist",
         "model.hidden": [512],
+        "dataset.val_size": 0,
         "latent_dim": 2,
         "recon_reduction": "sum",
         "batch_size": 256,
@@ -67,10 +69,19 @@ TUTORIAL_SETTINGS = {
     "pytorch_examples_mnist": {
         "dataset.name": "mnist",
         "model.hidden": [400],
+        "dataset.val_size": 0,
         "latent_dim": 20,
         "lr": 1e-3,
         "batch_size": 128,
         "epochs": 10,
+    },
+    # Not a tutorial: the likelihood literature's protocol (IWAE paper, pythae).
+    "mnist_binarized_conv": {
+        "dataset.name": "mnist",
+        "binarize": "dynamic",
+        "recon": "bce",
+        "recon_reduction": "sum",
+        "kl_reduction": "sum",
     },
 }
 

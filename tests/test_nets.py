@@ -1,5 +1,6 @@
 """Every model preset builds, gives the right shapes, and matches the tutorials' parameter counts."""
 
+import math
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ IMAGE_SHAPES = {
     "seed000_conv": (1, 32, 32),
     "seed003_conv": (1, 28, 28),
     "seed004_dense": (1, 28, 28),
+    "mnist_conv": (1, 28, 28),
 }
 
 
@@ -80,3 +82,16 @@ def test_unknown_family_and_bad_latent_size_are_rejected():
         build_networks((1, 28, 28), 2, True, family="transformer")
     with pytest.raises(ValueError, match="positive"):
         build_networks((1, 28, 28), 0, True, family="mlp", hidden=[8], activation="relu")
+
+
+def test_glorot_init_draws_weights_as_keras_does():
+    mlp = {"family": "mlp", "hidden": [512], "activation": "relu"}
+    keras_like, _ = build_networks((1, 28, 28), 2, True, init="glorot", **mlp)
+    torch_default, _ = build_networks((1, 28, 28), 2, True, **mlp)
+    first, default_first = keras_like.body[1], torch_default.body[1]
+    glorot_bound = math.sqrt(6 / (784 + 512))  # 0.068; PyTorch's default bound is 1/sqrt(784) = 0.036
+    assert 0.95 * glorot_bound < first.weight.abs().max() <= glorot_bound
+    assert default_first.weight.abs().max() <= 1 / math.sqrt(784)
+    assert not first.bias.any() and default_first.bias.any()
+    with pytest.raises(ValueError, match="unknown init"):
+        build_networks((1, 28, 28), 2, True, init="he", **mlp)

@@ -37,18 +37,32 @@ class GaussianEncoder(nn.Module):
         return self.mean(h), (self.logvar(h) if self.logvar is not None else None)
 
 
+INITS = ("torch", "glorot")
+
+
 def build_networks(
-    image_shape: ImageShape, latent_dim: int, variational: bool, family: str, **options
+    image_shape: ImageShape, latent_dim: int, variational: bool, family: str, init: str = "torch", **options
 ) -> tuple[GaussianEncoder, nn.Module]:
-    """Build the (encoder, decoder) pair of ``family`` for images of ``image_shape`` (C, H, W)."""
+    """Build the (encoder, decoder) pair of ``family`` for images of ``image_shape`` (C, H, W).
+
+    ``init="glorot"`` draws weights as Keras does by default (Glorot-uniform, zero biases),
+    for reproducing the Keras tutorials' numbers; ``torch`` keeps PyTorch's layer defaults.
+    """
     if latent_dim < 1:
         raise ValueError(f"latent_dim must be a positive integer, got {latent_dim}")
     builders = {"mlp": build_mlp, "conv": build_conv}
     if family not in builders:
         raise ValueError(f"unknown model family {family!r}; choose one of {FAMILIES}")
+    if init not in INITS:
+        raise ValueError(f"unknown init {init!r}; choose one of {INITS}")
     encoder, decoder = builders[family](tuple(image_shape), latent_dim, **options)
     if not variational:
         encoder.logvar = None
+    if init == "glorot":
+        for layer in [*encoder.modules(), *decoder.modules()]:
+            if isinstance(layer, nn.Linear | nn.Conv2d | nn.ConvTranspose2d):
+                nn.init.xavier_uniform_(layer.weight)
+                nn.init.zeros_(layer.bias)
     return encoder, decoder
 
 
