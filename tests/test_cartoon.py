@@ -189,3 +189,38 @@ def test_training_on_the_shared_cartoons_logs_losses_and_pictures(tmp_path):
     assert (composed.recon, composed.latent_dim) == ("mse", 200)
     assert list(composed.model.encoder_channels) == [32, 64, 64, 64, 64]
     assert len(list((tmp_path / "cache").glob("cartoonset-64px-*.npy"))) == 1
+
+
+def write_variants(folder: Path) -> dict[str, Path]:
+    """PNGs in the other modes a user's folder may hold, each 8x8 with one known colour."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {name: folder / f"{name}.png" for name in ("palette", "gray16", "gray8", "not_an_image")}
+    palette = Image.new("P", (8, 8), 1)
+    palette.putpalette([0, 0, 0, 200, 40, 40] + [0] * 762)  # index 1 is (200, 40, 40)
+    palette.save(paths["palette"])
+    Image.fromarray(np.full((8, 8), 128 * 257, dtype=np.uint16)).save(paths["gray16"])  # 16-bit mid-grey
+    Image.new("L", (8, 8), 77).save(paths["gray8"])
+    paths["not_an_image"].write_text("hair_color, 3, 10\n")
+    return paths
+
+
+def test_palette_16_bit_and_grayscale_pngs_decode_to_their_colours(tmp_path):
+    paths = write_variants(tmp_path)
+    assert Image.open(paths["gray16"]).mode.startswith("I;16")  # really a 16-bit file
+    expected = {"palette": (200, 40, 40), "gray16": (128, 128, 128), "gray8": (77, 77, 77)}
+    for name, colour in expected.items():
+        image = decode_image(paths[name], 4)
+        assert image.shape == (3, 4, 4) and image.dtype == np.uint8, name
+        assert image[:, 0, 0].tolist() == list(colour), name
+
+
+def test_a_folder_of_mixed_pngs_keeps_the_readable_ones_and_names_the_rest(avatars, tmp_path):
+    write_variants(avatars / "2")
+    with pytest.warns(UserWarning, match=r"skipped 2 unreadable Cartoon Set file\(s\)"):
+        cartoons = CartoonSet(avatars, 8, tmp_path / "cache", limit=None, color_by=None)
+    assert len(cartoons) == 6 + 3  # the six avatars, the palette, 16-bit and 8-bit grey PNGs
+    assert sorted(file for file in cartoons.files if file.startswith("2/")) == [
+        "2/gray16.png",
+        "2/gray8.png",
+        "2/palette.png",
+    ]

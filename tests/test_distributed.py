@@ -13,7 +13,9 @@ from vae.module import VAE, to_unit_interval
 BATCH, BATCHES = 32, 2
 
 
-def test_two_cpu_processes_train_on_distinct_shards_and_report_the_mean_over_both(data_dir: Path, tmp_path: Path):
+def test_two_cpu_processes_train_on_distinct_shards_and_report_the_mean_over_both(
+    data_dir: Path, tmp_path: Path
+):
     # A plain autoencoder: its loss has no sampling, so the reported test loss can be recomputed.
     result = run_module(
         "vae.train",

@@ -45,10 +45,14 @@ def decode_image(path: Path, size: int) -> np.ndarray:
     """The PNG as uint8 ``[3, size, size]``, its transparent background made white.
 
     Compositing comes before resizing, so that invisible pixels' colours never blend into
-    the antialiased edges.
+    the antialiased edges. Palette and grayscale PNGs become RGB; a 16-bit grayscale one is
+    scaled to 8 bits (Pillow's own conversion would clip it to white).
     """
     with Image.open(path) as opened:
-        if "A" in opened.getbands() or "transparency" in opened.info:
+        if opened.mode.startswith("I"):  # 16-bit grayscale (Pillow opens it as I;16 or I)
+            levels = np.asarray(opened).astype(np.uint32) * 255 // 65535
+            rgb = Image.fromarray(levels.astype(np.uint8), "L").convert("RGB")
+        elif "A" in opened.getbands() or "transparency" in opened.info:
             rgba = opened.convert("RGBA")
             rgb = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("RGB")
         else:
