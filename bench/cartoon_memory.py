@@ -45,7 +45,9 @@ def write_avatars(folder: Path, count: int) -> float:
     """``count`` avatars in ``folder`` (kept if already there); the seconds it took."""
     started = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
-    missing = [(folder / f"cs{n:06d}.png", n) for n in range(count) if not (folder / f"cs{n:06d}.png").exists()]
+    missing = [
+        (folder / f"cs{n:06d}.png", n) for n in range(count) if not (folder / f"cs{n:06d}.png").exists()
+    ]
     with Pool() as pool:
         pool.map(draw_avatar, missing, chunksize=64)
     return time.perf_counter() - started
