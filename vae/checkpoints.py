@@ -120,4 +120,5 @@ def load_run(
     dataset.pop("batch_size", None)
     if dataset_root is not None:
         dataset["root"] = dataset_root
+    model.use_fast_paths(channels_last=True, compile=False)  # faster conv decoding, same numbers
     return model.eval(), build_datamodule(dataset, batch_size), file
