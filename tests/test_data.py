@@ -108,22 +108,29 @@ def test_padding_to_32_adds_a_black_border(tmp_path, tiny_fashion):
     assert images[:, :, :2].sum() == 0 and images[:, :, :, 30:].sum() == 0
 
 
-def test_missing_files_name_the_folder_the_files_and_the_ways_out(tmp_path, monkeypatch):
+@pytest.mark.parametrize("folder", ["", "no/such/folder"], ids=["empty folder", "missing folder"])
+def test_missing_files_name_the_folder_the_files_and_the_ways_out(tmp_path, monkeypatch, folder):
     monkeypatch.setattr(datasets.MNIST, "mirrors", NOWHERE)
-    module = datamodule(tmp_path, name="mnist")
+    module = datamodule(tmp_path / folder, name="mnist")
     with pytest.raises(UserError) as raised:
         module.prepare_data()
     message = str(raised.value)
     assert "\n" not in message
-    assert str(tmp_path / "MNIST" / "raw") in message
+    assert str(tmp_path / folder / "MNIST" / "raw") in message
     for file in FILES:
         assert f"{file}.gz" in message
     assert "internet" in message and "VAE_DATA_DIR" in message
 
 
-def test_a_corrupt_gz_is_reported_not_parsed(tmp_path, tiny_fashion):
+@pytest.mark.parametrize("damage", ["truncated", "one byte changed"])
+def test_a_corrupt_gz_is_reported_not_parsed(tmp_path, tiny_fashion, damage):
     damaged = tmp_path / "FashionMNIST" / "raw" / "t10k-labels-idx1-ubyte.gz"
-    damaged.write_bytes(damaged.read_bytes()[:-3])
+    data = bytearray(damaged.read_bytes())
+    if damage == "truncated":
+        data = data[:-3]
+    else:
+        data[-5] ^= 0xFF  # same length, wrong checksum
+    damaged.write_bytes(bytes(data))
     with pytest.raises(UserError, match="missing or corrupt"):
         datamodule(tmp_path).setup("fit")
 
