@@ -62,6 +62,7 @@ def test_data_dir_defaults_to_the_environment_variable(monkeypatch):
         "recon=l1",
         "beta=-1",
         "binarize=sometimes",
+        "progress_every=0",
     ],
 )
 def test_bad_values_are_refused_with_the_key_named(override: str):

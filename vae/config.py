@@ -15,7 +15,7 @@ def _positive_int(cfg: DictConfig, key: str) -> None:
 
 def validate(cfg: DictConfig) -> None:
     """Raise a ``UserError`` naming the first bad top-level value and what to use instead."""
-    for key in ("latent_dim", "batch_size", "epochs"):
+    for key in ("latent_dim", "batch_size", "epochs", "progress_every"):
         _positive_int(cfg, key)
     for key, allowed in (
         ("recon", RECONSTRUCTIONS),

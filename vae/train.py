@@ -6,6 +6,7 @@ import hydra
 import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import TQDMProgressBar
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from vae.callbacks import LatentPictures, RunSummary, StopOnNonFiniteLoss, checkpoint_callbacks
@@ -90,6 +91,7 @@ def train(cfg: DictConfig) -> None:
             StopOnNonFiniteLoss(),
             LatentPictures(**cfg.plots, seed=cfg.seed),
             RunSummary(settings_of(cfg)),
+            TQDMProgressBar(refresh_rate=cfg.progress_every),
         ],
         **cfg.trainer,
     )
