@@ -6,7 +6,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from vae.config import validate
+from vae.config import check_choices, validate
 from vae.errors import UserError
 from vae.nets import FAMILIES
 
@@ -75,3 +75,11 @@ def test_binarizing_is_refused_for_data_that_are_not_mnist_like():
     validate(composed("binarize=static", "dataset=mnist"))
     with pytest.raises(UserError, match="binarize=static is for MNIST-family data"):
         validate(composed("binarize=static", "dataset=cartoon"))
+
+
+def test_group_choices_are_checked_one_by_one_in_sweeps():
+    check_choices(["dataset=mnist,fashion_mnist", "model=mlp", "latent_dim=3", "experiment=null"])
+    with pytest.raises(
+        UserError, match="unknown dataset 'fashon_mnist'; choose one of cartoon, fashion_mnist, mnist"
+    ):
+        check_choices(["dataset=mnist,fashon_mnist"])

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -75,7 +76,17 @@ def test_a_bad_latent_size_fails_in_one_line_before_training(tmp_path: Path):
     assert not (tmp_path / "checkpoints").exists()
 
 
-def test_an_unknown_dataset_gets_hydras_list_of_choices(tmp_path: Path):
-    result = run_module("vae.train", "dataset=nope", f"hydra.run.dir={tmp_path}", data_dir=tmp_path)
-    assert result.returncode != 0
-    assert "Could not find 'dataset/nope'" in result.stderr and "fashion_mnist" in result.stderr
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("dataset=nope", "error: unknown dataset 'nope'; choose one of cartoon, fashion_mnist, mnist"),
+        ("model=resnet", "error: unknown model 'resnet'; choose one of "),
+        ("experiment=seed005", "error: unknown experiment 'seed005'; choose one of "),
+    ],
+)
+def test_an_unknown_group_choice_is_one_line_with_the_choices(tmp_path: Path, override: str, expected: str):
+    result = run_module("vae.train", override, f"hydra.run.dir={tmp_path}", data_dir=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]  # one line
+    assert result.stderr.startswith(expected)
+    assert not (tmp_path / "checkpoints").exists()

@@ -1,10 +1,32 @@
 """Checks of the composed config, so a typo fails before any data is loaded or trained on."""
 
+from pathlib import Path
+
 from omegaconf import DictConfig
 
 from vae.errors import UserError
 from vae.module import BINARIZATIONS
 from vae.objectives import RECONSTRUCTIONS, REDUCTIONS
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+GROUPS = ("dataset", "model", "experiment")
+
+
+def check_choices(overrides: list[str]) -> None:
+    """Refuse an unknown ``dataset=``, ``model=`` or ``experiment=`` in one line.
+
+    Runs before Hydra composes the config: Hydra's own error spreads over several lines.
+    Sweeps (``dataset=mnist,fashion_mnist``) are checked choice by choice.
+    """
+    for override in overrides:
+        key, assigned, value = override.partition("=")
+        group = key.lstrip("+~")
+        if not assigned or group not in GROUPS or "(" in value:  # leave sweep functions to Hydra
+            continue
+        choices = sorted(path.stem for path in (CONF / group).glob("*.yaml"))
+        for choice in value.split(","):
+            if choice not in choices and choice != "null":
+                raise UserError(f"unknown {group} {choice!r}; choose one of {', '.join(choices)}")
 
 
 def _positive_int(cfg: DictConfig, key: str) -> None:

@@ -1,5 +1,6 @@
 """`python -m vae.train [key=value ...]`: compose the config, build the pieces, fit, test."""
 
+import sys
 from pathlib import Path
 
 import hydra
@@ -11,7 +12,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 
 from vae.callbacks import LatentPictures, RunSummary, StopOnNonFiniteLoss, checkpoint_callbacks
 from vae.checkpoints import AtomicCheckpointIO, check_resumable, read_checkpoint, resume_file
-from vae.config import validate
+from vae.config import check_choices, validate
 from vae.data import build_datamodule
 from vae.errors import UserError, exits_on_user_error
 from vae.module import VAE
@@ -106,4 +107,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    exits_on_user_error(check_choices)(sys.argv[1:])
     main()
