@@ -28,7 +28,10 @@ def draw_avatar(job: tuple[Path, int]) -> None:
     """One avatar: a transparent background, a face, hair and eyes in seeded random colours."""
     path, number = job
     rng = random.Random(number)
-    colour = lambda: tuple(rng.randrange(256) for _ in range(3))  # noqa: E731
+
+    def colour() -> tuple[int, ...]:
+        return tuple(rng.randrange(256) for _ in range(3))
+
     image = Image.new("RGBA", (SIDE, SIDE), (0, 0, 0, 0))
     draw = ImageDraw.Draw(image)
     hair = rng.randrange(10)

@@ -128,8 +128,8 @@ def test_the_atomic_writer_replaces_the_file_and_leaves_no_temporary(tmp_path: P
     [
         (["latent_dim=16"], "was trained with latent_dim=2, but this run asks for latent_dim=16"),
         (["model=mlp"], "was trained with model="),
-        (["ckpt_path=NOT_A_CHECKPOINT"], "is not a loadable vae checkpoint"),
-        (["ckpt_path=MISSING"], "no checkpoint at"),
+        (["ckpt_path={junk}"], "is not a loadable vae checkpoint"),
+        (["ckpt_path={missing}"], "no checkpoint at"),
     ],
 )
 def test_a_checkpoint_that_cannot_resume_this_run_is_one_line_and_nothing_is_lost(
@@ -137,8 +137,7 @@ def test_a_checkpoint_that_cannot_resume_this_run_is_one_line_and_nothing_is_los
 ):
     junk = tmp_path / "junk.ckpt"
     junk.write_bytes(b"\x80\x02 not a checkpoint")
-    substitutes = {"NOT_A_CHECKPOINT": str(junk), "MISSING": str(tmp_path / "missing.ckpt")}
-    overrides = [next((o.replace(k, v) for k, v in substitutes.items() if k in o), o) for o in overrides]
+    overrides = [override.format(junk=junk, missing=tmp_path / "missing.ckpt") for override in overrides]
     last = finished_run / "checkpoints" / "last.ckpt"
     before = last.read_bytes()
     run_dir = tmp_path / "run"

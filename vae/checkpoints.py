@@ -111,7 +111,8 @@ def load_run(
     file = checkpoint_file(path)
     checkpoint = read_checkpoint(file)
     try:
-        model = VAE.load_from_checkpoint(file, map_location=device, weights_only=True)
+        model = VAE(**checkpoint["hyper_parameters"])
+        model.load_state_dict(checkpoint["state_dict"])
     except Exception as error:  # a dict of the wrong shape: not written by vae.train
         raise UserError(f"{file} is not a loadable vae checkpoint ({_first_line(error)})") from error
     dataset = dict(checkpoint.get("datamodule_hyper_parameters", {}))
@@ -121,4 +122,4 @@ def load_run(
     if dataset_root is not None:
         dataset["root"] = dataset_root
     model.use_fast_paths(channels_last=True, compile=False)  # faster conv decoding, same numbers
-    return model.eval(), build_datamodule(dataset, batch_size), file
+    return model.to(device).eval(), build_datamodule(dataset, batch_size), file

@@ -68,6 +68,7 @@ class VAE(pl.LightningModule):
         self.encoder, self.decoder = build_networks(tuple(image_shape), latent_dim, variational, **model)
         self.sampler = Sampler(eps_std) if variational else None
         self.memory_format = torch.contiguous_format
+        self._resumed_rng_states: dict | None = None  # set by on_load_checkpoint, used once
 
     def use_fast_paths(self, channels_last: bool, compile: bool) -> None:
         """Speed-only switches (measured in ``bench/``); weights and checkpoints stay the same.
@@ -162,7 +163,7 @@ class VAE(pl.LightningModule):
 
     def on_train_start(self) -> None:
         # Restored here, after the sanity check's draws, where the interrupted run stood.
-        states = getattr(self, "_resumed_rng_states", None)
+        states = self._resumed_rng_states
         if states:
             torch.set_rng_state(states["cpu"])
             if "cuda" in states and torch.cuda.is_available():
