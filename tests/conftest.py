@@ -67,6 +67,7 @@ OBJECTIVE_KEYS = (
     "kl_warmup_epochs",
     "variational",
     "eps_std",
+    "sampler_std",
     "binarize",
     "lr",
 )

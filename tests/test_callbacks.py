@@ -92,12 +92,16 @@ class DivergesAtStep4(WorseEveryEpoch):
         return loss * float("nan") if self.global_step >= 4 else loss
 
 
-def test_a_nan_loss_stops_training_naming_epoch_and_step_and_keeps_the_last_good_checkpoint(tmp_path: Path):
+# check_every=100 never reads the mark mid-epoch: the check before validation must catch it.
+@pytest.mark.parametrize("check_every", [1, 100])
+def test_a_nan_loss_stops_training_naming_epoch_and_step_and_keeps_the_last_good_checkpoint(
+    tmp_path: Path, check_every: int
+):
     data = DataLoader(TensorDataset(torch.zeros(4, 1)), batch_size=2)
     trainer = pl.Trainer(
         max_epochs=5,
         default_root_dir=tmp_path,
-        callbacks=[*checkpoint_callbacks(tmp_path / "checkpoints"), StopOnNonFiniteLoss()],
+        callbacks=[*checkpoint_callbacks(tmp_path / "checkpoints"), StopOnNonFiniteLoss(check_every)],
         logger=False,
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -106,7 +110,8 @@ def test_a_nan_loss_stops_training_naming_epoch_and_step_and_keeps_the_last_good
     with pytest.raises(UserError) as raised:
         trainer.fit(DivergesAtStep4(), data, data)
     message = str(raised.value)
-    assert "nan at epoch 2, batch 0" in message and "last.ckpt" in message and "\n" not in message
+    assert "nan at epoch 2, batch 0 (global step 4)" in message and "last.ckpt" in message
+    assert "\n" not in message
     kept = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
     assert kept["epoch"] == 1
     assert all(torch.isfinite(value).all() for value in kept["state_dict"].values())

@@ -2,9 +2,11 @@
 
 import math
 
+import pytest
 import torch
 
 from vae.evaluation import bounds, denoise, per_image_measures
+from vae.module import Sampler
 
 
 def prior_model(make_vae, pixel_logit: float):
@@ -52,3 +54,22 @@ def test_denoising_adds_clipped_noise_of_the_given_size(make_vae):
     assert result["reconstructed"].shape == images.shape
     silent = denoise(model, images, 0.0, torch.Generator().manual_seed(0))
     torch.testing.assert_close(silent["noisy"], silent["clean"])
+
+
+@pytest.mark.parametrize(
+    ("sampler_std", "eps_std", "variance"),
+    [("exp_half_logvar", 1.0, 0.25), ("exp_logvar", 1.0, 0.25**2), ("exp_half_logvar", 0.1, 0.25 * 0.01)],
+)
+def test_the_kl_is_that_of_the_posterior_the_sampler_draws_from(make_vae, sampler_std, eps_std, variance):
+    """The logvar head reads log 0.25; what q(z|x) is depends on how the sampler uses it."""
+    model = prior_model(make_vae, pixel_logit=0.0)
+    model.sampler = Sampler(eps_std, sampler_std)
+    with torch.no_grad():
+        model.encoder.logvar.bias.fill_(math.log(0.25))
+    x = torch.ones(1, 1, 2, 2)
+    result = bounds(model, x, k=20_000, chunk=5_000, generator=torch.Generator().manual_seed(0))
+    kl_per_dim = 0.5 * (variance - 1 - math.log(variance))  # KL(N(0, variance) || N(0, 1))
+    torch.testing.assert_close(result["kl_per_dim"], torch.full((1, 3), kl_per_dim))
+    # ... and the draws themselves have that variance.
+    z = model.sampler(torch.zeros(200_000, 1), torch.full((200_000, 1), math.log(0.25)))
+    assert abs(z.var().item() / variance - 1) < 0.02

@@ -1,7 +1,9 @@
 """The LightningModule's public API and loss bookkeeping on a tiny network."""
 
 import pytest
+import pytorch_lightning as pl
 import torch
+from torch.utils.data import DataLoader, TensorDataset
 
 from vae.module import VAE, to_unit_interval
 
@@ -136,3 +138,21 @@ def test_compiled_losses_match_eager_ones(make_vae):
     compiled.use_fast_paths(channels_last=False, compile=True)
     x = torch.rand(5, 1, 4, 4)
     torch.testing.assert_close(compiled.losses(x)["loss"], eager.losses(x)["loss"], rtol=1e-4, atol=1e-4)
+
+
+def test_logged_epoch_losses_are_means_over_images_not_over_batches(make_vae):
+    """Batches of 3 and 1 images: the mean of batch means would weigh the lone image 3x."""
+    model = make_vae(variational=False)  # deterministic, so the hand computation can match
+    images = torch.randint(0, 256, (4, 1, 4, 4), dtype=torch.uint8)
+    images[3] = 255  # an image unlike the others, so the two weightings differ
+    loader = DataLoader(TensorDataset(images, torch.zeros(4)), batch_size=3)
+    trainer = pl.Trainer(
+        accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
+    trainer.test(model, loader, verbose=False)
+    with torch.no_grad():
+        per_image = model.losses(to_unit_interval(images))["recon"]
+    batch_means = (per_image[:3].mean() + per_image[3]) / 2
+    assert abs(per_image.mean() - batch_means) > 1e-3
+    torch.testing.assert_close(trainer.callback_metrics["test/recon"], per_image.mean())
+    torch.testing.assert_close(trainer.callback_metrics["test/loss"], per_image.mean())

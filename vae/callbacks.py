@@ -7,7 +7,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from matplotlib.figure import Figure
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import TensorBoardLogger
 from torch import Tensor
 from torchvision.utils import save_image
@@ -40,18 +40,61 @@ def checkpoint_callbacks(dirpath: str | Path) -> list[ModelCheckpoint]:
 class StopOnNonFiniteLoss(pl.Callback):
     """Stops at the first NaN or infinite training loss, before any checkpoint can store it.
 
-    The check reads one scalar per step; the progress bar reads the same step's values anyway.
+    Each step only marks a bad loss on its device (reading it back every step would stall a
+    GPU); the mark is read every ``check_every`` steps, which the progress bar's refresh
+    syncs anyway, and before validation and the epoch's checkpoint.
     """
 
+    def __init__(self, check_every: int = 1) -> None:
+        self.check_every = check_every
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: VAE) -> None:
+        self.steps = torch.zeros((), dtype=torch.long, device=pl_module.device)
+        self.first_bad = torch.full((), -1, dtype=torch.long, device=pl_module.device)  # its batch index
+        self.bad_loss = torch.zeros((), device=pl_module.device)
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        loss = outputs["loss"]
-        if not torch.isfinite(loss):
-            last = Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
-            kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
-            raise UserError(
-                f"the training loss became {loss.item()} at epoch {trainer.current_epoch}, batch {batch_idx} "
-                f"(global step {trainer.global_step}); {kept}. Lower lr, or set trainer.gradient_clip_val"
-            )
+        loss = outputs["loss"].detach()
+        unmarked_bad = ~torch.isfinite(loss) & (self.first_bad < 0)
+        self.first_bad = torch.where(unmarked_bad, self.steps, self.first_bad)
+        self.bad_loss = torch.where(unmarked_bad, loss.float(), self.bad_loss)
+        self.steps += 1
+        if (batch_idx + 1) % self.check_every == 0:
+            self._check(trainer)
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: VAE) -> None:
+        if trainer.state.fn == "fit" and not trainer.sanity_checking:
+            self._check(trainer)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: VAE) -> None:
+        self._check(trainer)
+
+    def _check(self, trainer: pl.Trainer) -> None:
+        batch = int(self.first_bad)
+        if batch < 0:
+            return
+        step = trainer.global_step - int(self.steps) + batch  # global_step counts this epoch's steps too
+        last = Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+        kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
+        raise UserError(
+            f"the training loss became {float(self.bad_loss)} at epoch {trainer.current_epoch}, batch {batch} "
+            f"(global step {step}); {kept}. Lower lr, or set trainer.gradient_clip_val"
+        )
+
+
+class LossProgressBar(TQDMProgressBar):
+    """The progress bar, showing the epoch's running mean of each training loss term.
+
+    The means come from the module's on-device sums, so they are read back only when the
+    bar refreshes (every ``refresh_rate`` steps), never per step.
+    """
+
+    def get_metrics(self, trainer: pl.Trainer, pl_module: VAE) -> dict[str, int | str | float]:
+        shown = super().get_metrics(trainer, pl_module)
+        if trainer.training:
+            running = pl_module.running_means("train")
+            shown.update({name: f"{float(value):.4g}" for name, value in running.items() if name != "loss"})
+        return shown
 
 
 class LatentPictures(pl.Callback):

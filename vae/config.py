@@ -5,7 +5,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from vae.errors import UserError
-from vae.module import BINARIZATIONS
+from vae.module import BINARIZATIONS, SAMPLER_STDS
 from vae.objectives import RECONSTRUCTIONS, REDUCTIONS
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -44,6 +44,7 @@ def validate(cfg: DictConfig) -> None:
         ("recon_reduction", REDUCTIONS),
         ("kl_reduction", REDUCTIONS),
         ("binarize", BINARIZATIONS),
+        ("sampler_std", SAMPLER_STDS),
     ):
         if cfg[key] not in allowed:
             raise UserError(f"{key} must be one of {allowed}, got {cfg[key]!r}")

@@ -5,8 +5,6 @@ reconstruction term summed over pixels as a normalised log-likelihood, the KL su
 latent dimensions, both in nats per image.
 """
 
-import math
-
 import torch
 from torch import Tensor
 
@@ -42,11 +40,12 @@ def bounds(model: VAE, x: Tensor, k: int, chunk: int, generator: torch.Generator
     """Per-image ``recon``, ``kl``, ``negative_elbo`` and ``iwae_nll`` from ``k`` posterior draws.
 
     The draws are decoded ``chunk`` at a time, batched over images, so the cost is the
-    decoder's FLOPs. The proposal is the model's own q(z|x), including a reduced ``eps_std``.
+    decoder's FLOPs. The proposal is the model's own q(z|x) as its sampler draws it (a reduced
+    ``eps_std``, ``sampler_std=exp_logvar``), so the KL here is that posterior's true KL.
     """
     hp = model.hparams
     mu, logvar = model.encode(x)
-    logvar = logvar + 2 * math.log(hp.eps_std)  # the posterior the sampler actually draws from
+    logvar = model.sampler.posterior_logvar(logvar)
     log_weights, recon = [], torch.zeros(len(x), device=x.device)
     for start in range(0, k, chunk):
         draws = min(chunk, k - start)

@@ -7,10 +7,15 @@ import hydra
 import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import TQDMProgressBar
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from vae.callbacks import LatentPictures, RunSummary, StopOnNonFiniteLoss, checkpoint_callbacks
+from vae.callbacks import (
+    LatentPictures,
+    LossProgressBar,
+    RunSummary,
+    StopOnNonFiniteLoss,
+    checkpoint_callbacks,
+)
 from vae.checkpoints import AtomicCheckpointIO, check_resumable, read_checkpoint, resume_file
 from vae.config import check_choices, validate
 from vae.data import build_datamodule
@@ -34,6 +39,7 @@ def settings_of(cfg: DictConfig) -> dict:
         "beta": cfg.beta,
         "kl_warmup_epochs": cfg.kl_warmup_epochs,
         "eps_std": cfg.eps_std,
+        "sampler_std": cfg.sampler_std,
         "lr": cfg.lr,
         "batch_size": cfg.batch_size,
         "epochs": cfg.epochs,
@@ -54,6 +60,7 @@ def build_model(cfg: DictConfig, image_shape: tuple[int, int, int]) -> VAE:
         kl_warmup_epochs=cfg.kl_warmup_epochs,
         variational=cfg.variational,
         eps_std=cfg.eps_std,
+        sampler_std=cfg.sampler_std,
         binarize=cfg.binarize,
         lr=cfg.lr,
     )
@@ -89,10 +96,10 @@ def train(cfg: DictConfig) -> None:
         logger=TensorBoardLogger(run_dir, name="", version="", default_hp_metric=False),
         callbacks=[
             *checkpoint_callbacks(run_dir / "checkpoints"),
-            StopOnNonFiniteLoss(),
+            StopOnNonFiniteLoss(check_every=cfg.progress_every),
             LatentPictures(**cfg.plots, seed=cfg.seed),
             RunSummary(settings_of(cfg)),
-            TQDMProgressBar(refresh_rate=cfg.progress_every),
+            LossProgressBar(refresh_rate=cfg.progress_every),
         ],
         **cfg.trainer,
     )
