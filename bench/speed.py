@@ -169,7 +169,11 @@ def conv_sections(conv: Workload, settings: Settings) -> list[tuple[str, str]]:
 
 def reference_sections(epochs: int) -> list[tuple[str, str]]:
     print(f"timing pytorch/examples against vae.train, {epochs} epoch(s) each ...", flush=True)
-    runs = [versus_reference.reference_run(epochs), versus_reference.project_run(epochs)]
+    runs = [
+        versus_reference.reference_run(epochs),
+        versus_reference.project_run(epochs),  # as the preset runs it (bf16-mixed)
+        versus_reference.project_run(epochs, "precision=32-true"),
+    ]
     title = f"pytorch/examples MLP VAE against vae.train, {epochs} epoch(s), wall time from launch to exit"
     return [(title, reference_table(runs))]
 
