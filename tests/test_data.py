@@ -9,8 +9,8 @@ import pytest
 import torch
 from torchvision import datasets
 
-from vae.data import build_datamodule
-from vae.data.memory import IndexBatches
+from vae.data import build_datamodule, memory
+from vae.data.memory import IndexBatches, InMemoryImages
 from vae.data.mnist import MNISTDataModule
 from vae.errors import UserError
 
@@ -193,3 +193,19 @@ def test_index_batches_depend_on_seed_and_epoch_and_shard_without_overlap():
     assert not set(first) & set(second)
     # Evaluation keeps every image exactly once across processes, in order.
     assert sorted(positions(0, 2, 0, shuffle=False) + positions(1, 2, 0, shuffle=False)) == list(range(103))
+
+
+@pytest.mark.parametrize(("free", "moved"), [(4 * 96, True), (4 * 96 - 1, False)])
+def test_a_split_moves_whole_onto_an_accelerator_only_where_it_fits(monkeypatch, free, moved):
+    """A stand-in accelerator (torch's 'meta' device) with ``free`` bytes: 6 images of 16 bytes
+    are moved when they take at most a quarter of it, and then every batch is already there."""
+    monkeypatch.setattr(memory, "free_bytes", lambda device: free)
+    images = torch.arange(10 * 16, dtype=torch.uint8).view(10, 1, 4, 4)
+    split = InMemoryImages(images, torch.arange(10)).subset(torch.tensor([7, 1, 3, 5, 0, 2]))
+    placed = split.on(torch.device("meta"))
+    assert len(placed) == 6
+    batch, labels = placed[torch.tensor([0, 1])]
+    assert batch.device.type == ("meta" if moved else "cpu") and labels.device == batch.device
+    if not moved:
+        assert torch.equal(batch, images[[7, 1]]) and placed is split
+    assert split.on(torch.device("cpu")) is split

@@ -48,7 +48,7 @@ def validate(cfg: DictConfig) -> None:
     ):
         if cfg[key] not in allowed:
             raise UserError(f"{key} must be one of {allowed}, got {cfg[key]!r}")
-    for key in ("variational", "channels_last", "compile"):
+    for key in ("variational", "channels_last", "compile", "data_on_device"):
         if not isinstance(cfg[key], bool):
             raise UserError(f"{key} must be true or false, got {cfg[key]!r}")
     for key in ("beta", "lr", "mse_scale", "eps_std", "kl_warmup_epochs"):

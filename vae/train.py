@@ -72,6 +72,7 @@ def train(cfg: DictConfig) -> None:
     pl.seed_everything(cfg.seed, workers=True)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     datamodule = build_datamodule(OmegaConf.to_container(cfg.dataset, resolve=True), cfg.batch_size)
+    datamodule.data_on_device = cfg.data_on_device
     try:
         model = build_model(cfg, datamodule.image_shape)
     except ValueError as error:  # a network the image size cannot fit, an unknown activation, ...

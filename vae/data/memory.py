@@ -44,6 +44,22 @@ class InMemoryImages(Dataset):
         """The first ``count`` images (all when None) and their labels, gathered into memory."""
         return self[torch.arange(len(self) if count is None else min(count, len(self)))]
 
+    def on(self, device: torch.device) -> "InMemoryImages":
+        """These images gathered onto an accelerator, so that no batch is copied from the host.
+
+        Itself on the CPU, or where the images would take more than a quarter of the device's
+        free memory (the model and its activations need the rest).
+        """
+        if device.type == "cpu" or len(self) * self.images[0].numel() > free_bytes(device) // 4:
+            return self
+        images, labels = self.head()
+        return InMemoryImages(images.to(device), None if labels is None else labels.to(device))
+
+
+def free_bytes(device: torch.device) -> int:
+    """Free memory on an accelerator; 0 where torch cannot say (then nothing is moved there)."""
+    return torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else 0
+
 
 class IndexBatches(Sampler[Tensor]):
     """Batches of dataset positions: slices of one permutation per epoch (or of 0..N-1).
@@ -107,12 +123,15 @@ class InMemoryDataModule(pl.LightningDataModule):
     """
 
     batch_size: int
+    data_on_device: bool = True  # on an accelerator, hold each split there (``InMemoryImages.on``)
     train_set: InMemoryImages
     val_set: InMemoryImages
     test_set: InMemoryImages
 
     def _loader(self, dataset: InMemoryImages, shuffle: bool) -> DataLoader:
         shard, shards = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        if self.trainer is not None and self.data_on_device:
+            dataset = dataset.on(self.trainer.strategy.root_device)
         return batch_loader(dataset, self.batch_size, shuffle, torch.initial_seed(), shard, shards)
 
     def train_dataloader(self) -> DataLoader:
