@@ -93,7 +93,7 @@ class LossProgressBar(TQDMProgressBar):
         shown = super().get_metrics(trainer, pl_module)
         if trainer.training:
             running = pl_module.running_means("train")
-            shown.update({name: f"{float(value):.4g}" for name, value in running.items() if name != "loss"})
+            shown.update({name: f"{float(value):.2f}" for name, value in running.items() if name != "loss"})
         return shown
 
 
