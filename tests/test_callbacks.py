@@ -8,7 +8,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from vae.callbacks import LatentPictures, StopOnNonFiniteLoss, checkpoint_callbacks
+from vae.callbacks import LatentPictures, LossProgressBar, StopOnNonFiniteLoss, checkpoint_callbacks
 from vae.data.memory import InMemoryImages
 from vae.errors import UserError
 from vae.module import VAE
@@ -115,3 +115,27 @@ def test_a_nan_loss_stops_training_naming_epoch_and_step_and_keeps_the_last_good
     kept = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
     assert kept["epoch"] == 1
     assert all(torch.isfinite(value).all() for value in kept["state_dict"].values())
+
+
+def test_the_progress_bar_shows_the_epochs_running_means(make_vae):
+    bar = LossProgressBar(refresh_rate=1)
+    shown = {}
+
+    class ReadBarAtEpochEnd(pl.Callback):
+        def on_train_epoch_end(self, trainer, pl_module):
+            shown.update(bar.get_metrics(trainer, pl_module))
+
+    images = torch.randint(0, 256, (12, 1, 4, 4), dtype=torch.uint8)
+    loader = DataLoader(TensorDataset(images, torch.zeros(12)), batch_size=5)  # 5 + 5 + 2 images
+    trainer = pl.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        callbacks=[bar, ReadBarAtEpochEnd()],
+    )
+    trainer.fit(make_vae(), loader)
+    for name in ("recon", "kl"):
+        assert shown[name] == f"{float(trainer.callback_metrics[f'train/{name}']):.2f}"
+    assert "loss" not in shown
