@@ -156,3 +156,29 @@ def test_logged_epoch_losses_are_means_over_images_not_over_batches(make_vae):
     assert abs(per_image.mean() - batch_means) > 1e-3
     torch.testing.assert_close(trainer.callback_metrics["test/recon"], per_image.mean())
     torch.testing.assert_close(trainer.callback_metrics["test/loss"], per_image.mean())
+
+
+def test_the_logged_kl_weight_is_that_of_each_epochs_last_step(make_vae):
+    """Warm-up over 2 epochs of 4 steps: step s weighs the KL by (s + 1) / 8, so epoch 0 ends
+    at 4/8 and epoch 1 at 8/8."""
+    logged = []
+
+    class ReadEpochLogs(pl.Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            if "train/beta" in trainer.callback_metrics:
+                logged.append(float(trainer.callback_metrics["train/beta"]))
+
+    images = torch.randint(0, 256, (8, 1, 4, 4), dtype=torch.uint8)
+    loader = DataLoader(TensorDataset(images, torch.zeros(8)), batch_size=2)
+    trainer = pl.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[ReadEpochLogs()],
+    )
+    trainer.fit(make_vae(kl_warmup_epochs=2), loader)
+    logged.append(float(trainer.callback_metrics["train/beta"]))
+    assert logged == [0.5, 1.0]

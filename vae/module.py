@@ -170,12 +170,16 @@ class VAE(pl.LightningModule):
         weight = hp.beta if kl_weight is None else kl_weight
         return {"recon": recon, "kl": kl, "loss": recon + weight * kl}
 
-    def kl_weight(self) -> float:
-        """beta, ramped up linearly over the first ``kl_warmup_epochs`` epochs of training."""
+    def kl_weight(self, step: int | None = None) -> float:
+        """beta, ramped up linearly over the first ``kl_warmup_epochs`` epochs of training.
+
+        ``step`` is a 0-based training step, by default the one about to run.
+        """
         warmup_steps = self.hparams.kl_warmup_epochs * self.trainer.num_training_batches
         if warmup_steps == 0:
             return self.hparams.beta
-        return self.hparams.beta * min(1.0, (self.global_step + 1) / warmup_steps)
+        step = self.global_step if step is None else step
+        return self.hparams.beta * min(1.0, (step + 1) / warmup_steps)
 
     def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
         x = self.prepare(batch[0])
@@ -202,7 +206,9 @@ class VAE(pl.LightningModule):
         totals = self._epoch_sums[stage].reduced(self.trainer.strategy.reduce)
         self.log_dict({f"{stage}/{name}": value for name, value in totals.items()}, on_epoch=True)
         if stage == "train" and self.hparams.kl_warmup_epochs:
-            self.log("train/beta", self.kl_weight(), on_epoch=True)  # the weight of the epoch's last step
+            self.log(
+                "train/beta", self.kl_weight(self.global_step - 1), on_epoch=True
+            )  # the epoch's last step
 
     def on_train_epoch_start(self) -> None:
         self._epoch_sums["train"].reset()
