@@ -20,7 +20,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+from bench.report import publish
+
 SIDE = 500
 
 
@@ -130,10 +131,7 @@ def main() -> None:
         f"- of which at most {watched['RssAnon'] / 2**20:.2f} GiB anonymous (the process's own) and "
         f"{watched['RssFile'] / 2**20:.2f} GiB file-backed (mapped cache pages and libraries, reclaimable)",
     ]
-    report = "\n".join(lines)
-    print(report)
-    RESULTS_DIR.mkdir(exist_ok=True)
-    (RESULTS_DIR / f"cartoon-memory-{datetime.datetime.now():%Y%m%d-%H%M%S}.md").write_text(report + "\n")
+    publish("\n".join(lines), "cartoon-memory", datetime.datetime.now())
 
 
 if __name__ == "__main__":

@@ -4,24 +4,21 @@ Both train the default Fashion-MNIST conv VAE (its config, batch 128) for ``--ep
 then test it, each in its own process, from launch to exit. The plain loop is the usual
 PyTorch script: torchvision's dataset with ToTensor, a DataLoader, Adam, no framework. The
 difference is what the project adds: Lightning, Hydra, TensorBoard, the pictures, the
-checkpoints. Prints the table and writes it to ``bench/results/default-memory-<timestamp>.md``.
+checkpoints. Prints the table and keeps it in ``bench/results/``.
 """
 
 import argparse
 import datetime
 import sys
 import tempfile
-from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
-from bench.report import table
+from bench.report import publish, table
 from bench.versus_reference import run_process
 from bench.workloads import build_model, compose_config
-
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 def plain_loop(epochs: int) -> None:
@@ -78,10 +75,7 @@ def main() -> None:
         "",
         table(["run", "wall s", "peak RSS GiB"], rows),
     ]
-    report = "\n".join(lines)
-    print(report)
-    RESULTS_DIR.mkdir(exist_ok=True)
-    (RESULTS_DIR / f"default-memory-{datetime.datetime.now():%Y%m%d-%H%M%S}.md").write_text(report + "\n")
+    publish("\n".join(lines), "default-memory", datetime.datetime.now())
 
 
 if __name__ == "__main__":

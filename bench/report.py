@@ -44,6 +44,19 @@ class PresetResult:
         return f"{self.speedup(loops[0]):.2f}x → {self.speedup(loops[-1]):.2f}x"
 
 
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def publish(text: str, name: str, when: datetime.datetime) -> Path:
+    """Print a report and keep it as ``bench/results/<name>-<timestamp>.md``."""
+    print(text)
+    RESULTS_DIR.mkdir(exist_ok=True)
+    path = RESULTS_DIR / f"{name}-{when:%Y%m%d-%H%M%S}.md"
+    path.write_text(text + "\n")
+    print(f"written to {path}")
+    return path
+
+
 def table(header: list[str], rows: list[list[str]]) -> str:
     lines = [header, ["---"] * len(header), *rows]
     return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)

@@ -26,6 +26,7 @@ from bench.report import (
     precision_table,
     precision_verdict,
     presets_table,
+    publish,
     reference_table,
     report,
     settings_lines,
@@ -34,7 +35,6 @@ from bench.report import (
 from bench.timing import Task, Trainee, measure, training_variants
 from bench.workloads import PRESETS, Preset, Workload, load_workload
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 CONV_PRESET = "conv"  # the net of the IWAE and bf16 accuracy checks (skipped when not benched)
 QUICK_PRESETS = ("mlp", "conv", "cartoon64")  # both families and both data paths
 
@@ -200,11 +200,7 @@ def main() -> None:
             sections += reference_sections(arguments.reference)
     head = settings_lines(settings.warmup, settings.rounds, arguments.threads, share.others)
     text = report(started, head, sections)
-    print("\n" + text)
-    RESULTS_DIR.mkdir(exist_ok=True)
-    path = RESULTS_DIR / f"speed-{started:%Y%m%d-%H%M%S}.md"
-    path.write_text(text)
-    print(f"written to {path}")
+    publish("\n" + text, "speed", started)
 
 
 if __name__ == "__main__":

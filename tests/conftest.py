@@ -7,6 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, TensorDataset
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("VAE_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -88,3 +91,20 @@ def make_vae():
         return VAE(image_shape, latent_dim, model, **{**options, **changes})
 
     return make
+
+
+def quiet_trainer(**options) -> pl.Trainer:
+    """A CPU Trainer without logger, progress bar or model summary; ``options`` override."""
+    defaults = {
+        "accelerator": "cpu",
+        "logger": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+    }
+    return pl.Trainer(**{**defaults, **options})
+
+
+def uint8_loader(count: int, batch_size: int, pixels: torch.Tensor | None = None) -> DataLoader:
+    """A DataLoader of ``count`` random 1x4x4 uint8 images (or ``pixels``) with zero labels."""
+    images = torch.randint(0, 256, (count, 1, 4, 4), dtype=torch.uint8) if pixels is None else pixels
+    return DataLoader(TensorDataset(images, torch.zeros(len(images))), batch_size=batch_size)

@@ -8,6 +8,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from tests.conftest import quiet_trainer, uint8_loader
 from vae.callbacks import LatentPictures, LossProgressBar, StopOnNonFiniteLoss, checkpoint_callbacks
 from vae.data.memory import InMemoryImages
 from vae.errors import UserError
@@ -33,14 +34,7 @@ class WorseEveryEpoch(pl.LightningModule):
 
 def test_last_checkpoint_holds_the_final_epoch_even_without_improvement(tmp_path: Path):
     data = DataLoader(TensorDataset(torch.zeros(4, 1)), batch_size=2)
-    trainer = pl.Trainer(
-        max_epochs=3,
-        callbacks=checkpoint_callbacks(tmp_path),
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-    )
+    trainer = quiet_trainer(max_epochs=3, callbacks=checkpoint_callbacks(tmp_path))
     trainer.fit(WorseEveryEpoch(), data, data)
     assert torch.load(tmp_path / "last.ckpt", weights_only=True)["epoch"] == 2
     assert [path.name for path in tmp_path.glob("best-*.ckpt")] == ["best-epoch000.ckpt"]
@@ -98,14 +92,10 @@ def test_a_nan_loss_stops_training_naming_epoch_and_step_and_keeps_the_last_good
     tmp_path: Path, check_every: int
 ):
     data = DataLoader(TensorDataset(torch.zeros(4, 1)), batch_size=2)
-    trainer = pl.Trainer(
+    trainer = quiet_trainer(
         max_epochs=5,
         default_root_dir=tmp_path,
         callbacks=[*checkpoint_callbacks(tmp_path / "checkpoints"), StopOnNonFiniteLoss(check_every)],
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
     )
     with pytest.raises(UserError) as raised:
         trainer.fit(DivergesAtStep4(), data, data)
@@ -125,17 +115,13 @@ def test_the_progress_bar_shows_the_epochs_running_means(make_vae):
         def on_train_epoch_end(self, trainer, pl_module):
             shown.update(bar.get_metrics(trainer, pl_module))
 
-    images = torch.randint(0, 256, (12, 1, 4, 4), dtype=torch.uint8)
-    loader = DataLoader(TensorDataset(images, torch.zeros(12)), batch_size=5)  # 5 + 5 + 2 images
-    trainer = pl.Trainer(
+    trainer = quiet_trainer(
         max_epochs=1,
-        accelerator="cpu",
-        logger=False,
         enable_checkpointing=False,
-        enable_model_summary=False,
+        enable_progress_bar=True,
         callbacks=[bar, ReadBarAtEpochEnd()],
     )
-    trainer.fit(make_vae(), loader)
+    trainer.fit(make_vae(), uint8_loader(12, batch_size=5))  # batches of 5, 5 and 2 images
     for name in ("recon", "kl"):
         assert shown[name] == f"{float(trainer.callback_metrics[f'train/{name}']):.2f}"
     assert "loss" not in shown

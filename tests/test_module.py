@@ -3,8 +3,8 @@
 import pytest
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, TensorDataset
 
+from tests.conftest import quiet_trainer, uint8_loader
 from vae.module import VAE, to_unit_interval
 
 MLP = {"family": "mlp", "hidden": [16], "activation": "relu"}
@@ -145,11 +145,8 @@ def test_logged_epoch_losses_are_means_over_images_not_over_batches(make_vae):
     model = make_vae(variational=False)  # deterministic, so the hand computation can match
     images = torch.randint(0, 256, (4, 1, 4, 4), dtype=torch.uint8)
     images[3] = 255  # an image unlike the others, so the two weightings differ
-    loader = DataLoader(TensorDataset(images, torch.zeros(4)), batch_size=3)
-    trainer = pl.Trainer(
-        accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
-    )
-    trainer.test(model, loader, verbose=False)
+    trainer = quiet_trainer()
+    trainer.test(model, uint8_loader(4, batch_size=3, pixels=images), verbose=False)
     with torch.no_grad():
         per_image = model.losses(to_unit_interval(images))["recon"]
     batch_means = (per_image[:3].mean() + per_image[3]) / 2
@@ -168,17 +165,7 @@ def test_the_logged_kl_weight_is_that_of_each_epochs_last_step(make_vae):
             if "train/beta" in trainer.callback_metrics:
                 logged.append(float(trainer.callback_metrics["train/beta"]))
 
-    images = torch.randint(0, 256, (8, 1, 4, 4), dtype=torch.uint8)
-    loader = DataLoader(TensorDataset(images, torch.zeros(8)), batch_size=2)
-    trainer = pl.Trainer(
-        max_epochs=2,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[ReadEpochLogs()],
-    )
-    trainer.fit(make_vae(kl_warmup_epochs=2), loader)
+    trainer = quiet_trainer(max_epochs=2, enable_checkpointing=False, callbacks=[ReadEpochLogs()])
+    trainer.fit(make_vae(kl_warmup_epochs=2), uint8_loader(8, batch_size=2))
     logged.append(float(trainer.callback_metrics["train/beta"]))
     assert logged == [0.5, 1.0]
