@@ -104,7 +104,11 @@ def quiet_trainer(**options) -> pl.Trainer:
     return pl.Trainer(**{**defaults, **options})
 
 
-def uint8_loader(count: int, batch_size: int, pixels: torch.Tensor | None = None) -> DataLoader:
-    """A DataLoader of ``count`` random 1x4x4 uint8 images (or ``pixels``) with zero labels."""
-    images = torch.randint(0, 256, (count, 1, 4, 4), dtype=torch.uint8) if pixels is None else pixels
+def random_images(count: int) -> torch.Tensor:
+    """``count`` random 1x4x4 uint8 images, the size ``make_vae`` builds for."""
+    return torch.randint(0, 256, (count, 1, 4, 4), dtype=torch.uint8)
+
+
+def uint8_loader(images: torch.Tensor, batch_size: int) -> DataLoader:
+    """A DataLoader of ``images`` with zero labels, in order."""
     return DataLoader(TensorDataset(images, torch.zeros(len(images))), batch_size=batch_size)

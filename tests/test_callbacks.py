@@ -8,7 +8,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from tests.conftest import quiet_trainer, uint8_loader
+from tests.conftest import quiet_trainer, random_images, uint8_loader
 from vae.callbacks import LatentPictures, LossProgressBar, StopOnNonFiniteLoss, checkpoint_callbacks
 from vae.data.memory import InMemoryImages
 from vae.errors import UserError
@@ -121,7 +121,7 @@ def test_the_progress_bar_shows_the_epochs_running_means(make_vae):
         enable_progress_bar=True,
         callbacks=[bar, ReadBarAtEpochEnd()],
     )
-    trainer.fit(make_vae(), uint8_loader(12, batch_size=5))  # batches of 5, 5 and 2 images
+    trainer.fit(make_vae(), uint8_loader(random_images(12), batch_size=5))  # batches of 5, 5 and 2 images
     for name in ("recon", "kl"):
         assert shown[name] == f"{float(trainer.callback_metrics[f'train/{name}']):.2f}"
     assert "loss" not in shown

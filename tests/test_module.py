@@ -4,7 +4,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from tests.conftest import quiet_trainer, uint8_loader
+from tests.conftest import quiet_trainer, random_images, uint8_loader
 from vae.module import VAE, to_unit_interval
 
 MLP = {"family": "mlp", "hidden": [16], "activation": "relu"}
@@ -143,10 +143,10 @@ def test_compiled_losses_match_eager_ones(make_vae):
 def test_logged_epoch_losses_are_means_over_images_not_over_batches(make_vae):
     """Batches of 3 and 1 images: the mean of batch means would weigh the lone image 3x."""
     model = make_vae(variational=False)  # deterministic, so the hand computation can match
-    images = torch.randint(0, 256, (4, 1, 4, 4), dtype=torch.uint8)
+    images = random_images(4)
     images[3] = 255  # an image unlike the others, so the two weightings differ
     trainer = quiet_trainer()
-    trainer.test(model, uint8_loader(4, batch_size=3, pixels=images), verbose=False)
+    trainer.test(model, uint8_loader(images, batch_size=3), verbose=False)
     with torch.no_grad():
         per_image = model.losses(to_unit_interval(images))["recon"]
     batch_means = (per_image[:3].mean() + per_image[3]) / 2
@@ -166,6 +166,6 @@ def test_the_logged_kl_weight_is_that_of_each_epochs_last_step(make_vae):
                 logged.append(float(trainer.callback_metrics["train/beta"]))
 
     trainer = quiet_trainer(max_epochs=2, enable_checkpointing=False, callbacks=[ReadEpochLogs()])
-    trainer.fit(make_vae(kl_warmup_epochs=2), uint8_loader(8, batch_size=2))
+    trainer.fit(make_vae(kl_warmup_epochs=2), uint8_loader(random_images(8), batch_size=2))
     logged.append(float(trainer.callback_metrics["train/beta"]))
     assert logged == [0.5, 1.0]

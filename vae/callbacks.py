@@ -49,16 +49,15 @@ class StopOnNonFiniteLoss(pl.Callback):
         self.check_every = check_every
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: VAE) -> None:
-        self.steps = torch.zeros((), dtype=torch.long, device=pl_module.device)
+        self.epoch_start_step = trainer.global_step
         self.first_bad = torch.full((), -1, dtype=torch.long, device=pl_module.device)  # its batch index
         self.bad_loss = torch.zeros((), device=pl_module.device)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs["loss"].detach()
         unmarked_bad = ~torch.isfinite(loss) & (self.first_bad < 0)
-        self.first_bad = torch.where(unmarked_bad, self.steps, self.first_bad)
+        self.first_bad = torch.where(unmarked_bad, batch_idx, self.first_bad)  # a scalar argument, no copy
         self.bad_loss = torch.where(unmarked_bad, loss.float(), self.bad_loss)
-        self.steps += 1
         if (batch_idx + 1) % self.check_every == 0:
             self._check(trainer)
 
@@ -73,7 +72,7 @@ class StopOnNonFiniteLoss(pl.Callback):
         batch = int(self.first_bad)
         if batch < 0:
             return
-        step = trainer.global_step - int(self.steps) + batch  # global_step counts this epoch's steps too
+        step = self.epoch_start_step + batch
         last = Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
         kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
         raise UserError(
