@@ -233,20 +233,31 @@ def precision_verdict(runs: list[precision.TrainedRun]) -> str:
     )
 
 
-def reference_table(runs: list[versus_reference.ProcessRun]) -> str:
-    reference = runs[0]
-    rows = [
-        [
-            f"`python {run.command}`",
-            f"{run.wall_seconds:.1f}",
-            _times(run.wall_seconds / reference.wall_seconds),
-            "n/a" if run.peak_rss_bytes is None else f"{run.peak_rss_bytes / 2**30:.2f}",
-            "n/a" if run.test_loss is None else f"{run.test_loss:.2f}",
-            str(run.returncode),
+def reference_table(rounds: list[list[versus_reference.ProcessRun]]) -> str:
+    """One row per command: its median wall time, and the median of its per-round ratios to
+    the script's run in the same round; the test loss and exit status of its first run."""
+    rows = []
+    for turns in zip(*rounds, strict=True):
+        first = turns[0]
+        walls = [run.wall_seconds for run in turns]
+        ratios = [
+            run.wall_seconds / round_[0].wall_seconds for run, round_ in zip(turns, rounds, strict=True)
         ]
-        for run in runs
-    ]
-    return table(["command", "wall s", "x reference", "peak RSS GiB", "test loss", "exit"], rows)
+        peaks = [run.peak_rss_bytes for run in turns if run.peak_rss_bytes is not None]
+        rows.append(
+            [
+                f"`python {first.command}`",
+                f"{statistics.median(walls):.1f} ({', '.join(f'{wall:.1f}' for wall in walls)})",
+                _times(statistics.median(ratios)),
+                f"{max(peaks) / 2**30:.2f}" if peaks else "n/a",
+                ", ".join("n/a" if run.test_loss is None else f"{run.test_loss:.2f}" for run in turns),
+                ", ".join(str(run.returncode) for run in turns),
+            ]
+        )
+    return table(
+        ["command", "median wall s (each run)", "x reference (median)", "peak RSS GiB", "test loss", "exit"],
+        rows,
+    )
 
 
 def _load_line(threads: int, others: float | None) -> str:

@@ -36,6 +36,28 @@ def test_bce_from_logits_stays_finite_for_confident_wrong_pixels():
     torch.testing.assert_close(loss, torch.tensor([200.0]))
 
 
+def test_bce_and_its_gradients_match_the_definition():
+    generator = torch.Generator().manual_seed(0)
+    logits = (torch.randn(4, 50, generator=generator, dtype=torch.float64) * 8).requires_grad_()
+    x = torch.rand(4, 50, generator=generator, dtype=torch.float64).requires_grad_()
+    p = torch.sigmoid(logits)
+    by_definition = -(x * torch.log(p) + (1 - x) * torch.log(1 - p)).sum(1)
+    loss = bernoulli_recon(logits, x, "sum")
+    torch.testing.assert_close(loss, by_definition)
+    torch.testing.assert_close(
+        torch.autograd.grad(loss.sum(), (logits, x)),
+        torch.autograd.grad(by_definition.sum(), (logits, x)),
+    )
+
+
+def test_bce_is_computed_in_float32_under_bfloat16_logits():
+    logits = torch.tensor([[2.0, -3.0, 0.5]])
+    x = torch.tensor([[1.0, 0.0, 0.25]])
+    loss = bernoulli_recon(logits.bfloat16(), x, "sum")
+    assert loss.dtype == torch.float32
+    torch.testing.assert_close(loss, bernoulli_recon(logits, x, "sum"))
+
+
 def test_scaled_mse_is_scale_times_mean_over_pixels():
     logits = torch.zeros(1, 1, 2, 2)  # decoder mean 0.5 everywhere
     x = torch.tensor([0.0, 1.0, 0.5, 0.5]).reshape(1, 1, 2, 2)

@@ -11,6 +11,7 @@ from torchvision.utils import save_image
 from vae import plots
 from vae.checkpoints import device_for, load_run
 from vae.data import build_datamodule
+from vae.entry import run_then_exit
 from vae.errors import UserError, exits_on_user_error
 from vae.evaluation import denoise, per_image_measures, test_images
 from vae.metrics import active_units, auroc, psnr
@@ -116,4 +117,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_then_exit(main)

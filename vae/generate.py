@@ -9,6 +9,7 @@ from torchvision.utils import save_image
 
 from vae import latents, plots
 from vae.checkpoints import device_for, load_run
+from vae.entry import run_then_exit
 from vae.errors import UserError, exits_on_user_error
 from vae.evaluation import posterior_means, test_images
 from vae.module import VAE
@@ -56,4 +57,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_then_exit(main)

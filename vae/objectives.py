@@ -9,7 +9,6 @@ dimensions); each is a named switch here so that a reported number can say which
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 RECONSTRUCTIONS = ("bce", "mse")
@@ -24,14 +23,37 @@ def reduce_per_image(values: Tensor, reduction: str) -> Tensor:
     return flat.sum(1) if reduction == "sum" else flat.mean(1)
 
 
+class BinaryCrossEntropyWithLogits(torch.autograd.Function):
+    """Per-pixel BCE from logits, max(l, 0) - x*l + log(1 + exp(-|l|)), gradient sigmoid(l) - x.
+
+    PyTorch's own op spends its time in ``log1p``, which is not vectorised on CPU: 0.8 ms
+    forward + backward for a 128 x 784 batch against 0.36 ms here, a fifth of an MLP step.
+    ``log(1 + e)`` for e = exp(-|l|) in (0, 1] differs from ``log1p(e)`` only where 1 + e
+    rounds to 1, i.e. by less than 6e-8 nats per pixel.
+    """
+
+    @staticmethod
+    def forward(ctx, logits: Tensor, x: Tensor) -> Tensor:
+        ctx.save_for_backward(logits, x)
+        return logits.clamp(min=0) - logits * x + torch.log(1 + torch.exp(-logits.abs()))
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        logits, x = ctx.saved_tensors
+        grad_logits = grad * (torch.sigmoid(logits) - x) if ctx.needs_input_grad[0] else None
+        grad_x = -grad * logits if ctx.needs_input_grad[1] else None
+        return grad_logits, grad_x
+
+
 def bernoulli_recon(logits: Tensor, x: Tensor, reduction: str) -> Tensor:
     """Binary cross-entropy over the pixels of each image: -log p(x|z) when summed.
 
     Computed from logits (log-sum-exp form), because sigmoid followed by log underflows
-    to -inf for confident pixels. ``mean`` is Keras' ``binary_crossentropy`` (seed 004).
+    to -inf for confident pixels, and in at least float32 (as autocast does for PyTorch's
+    own BCE). ``mean`` is Keras' ``binary_crossentropy`` (seed 004).
     """
-    per_pixel = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
-    return reduce_per_image(per_pixel, reduction)
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    return reduce_per_image(BinaryCrossEntropyWithLogits.apply(logits, x), reduction)
 
 
 def scaled_mse_recon(logits: Tensor, x: Tensor, scale: float) -> Tensor:

@@ -19,6 +19,7 @@ from vae.callbacks import (
 from vae.checkpoints import AtomicCheckpointIO, check_resumable, read_checkpoint, resume_file
 from vae.config import check_choices, validate
 from vae.data import build_datamodule
+from vae.entry import run_then_exit
 from vae.errors import UserError, exits_on_user_error
 from vae.module import VAE
 
@@ -116,4 +117,4 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     exits_on_user_error(check_choices)(sys.argv[1:])
-    main()
+    run_then_exit(main)

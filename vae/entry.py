@@ -1,0 +1,28 @@
+"""How a command ends once its work is done: at once, without the interpreter's teardown."""
+
+import atexit
+import os
+import sys
+import threading
+from collections.abc import Callable
+
+
+def run_then_exit(command: Callable[[], object]) -> None:
+    """Run ``command``; when it returns, end the process with status 0 straight away.
+
+    With torch's CUDA libraries, Lightning and triton loaded, Python's teardown (freeing
+    every module after the work is done) takes 1.2-1.5 s on the 2-core CPU:
+    ``python -c "import pytorch_lightning"`` takes 4.3 s, and 3.1 s when it ends with
+    ``os._exit``. What a normal exit does before that teardown still happens here: other
+    threads are joined, the atexit handlers run (logging's flush and close among them) and
+    the streams are flushed. An exception or ``sys.exit`` (a UserError's status 2) leaves
+    the normal way.
+    """
+    command()
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
