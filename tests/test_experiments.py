@@ -22,6 +22,7 @@ TUTORIAL_SETTINGS = {
         "dataset.name": "fashion_mnist",
         "dataset.pad_to": 32,
         "dataset.val_size": 0,  # trains on all 60k, validates on the test set
+        "model.init": "glorot",  # Keras' default
         "latent_dim": 2,
         "recon": "bce",
         "batch_size": 10,

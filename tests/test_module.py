@@ -5,21 +5,7 @@ import pytorch_lightning as pl
 import torch
 
 from tests.conftest import quiet_trainer, random_images, uint8_loader
-from vae.module import VAE, to_unit_interval
-
-MLP = {"family": "mlp", "hidden": [16], "activation": "relu"}
-
-
-def tiny_vae(latent_dim: int = 2, beta: float = 1.0, recon: str = "bce") -> VAE:
-    return VAE(
-        image_shape=(1, 4, 4),
-        latent_dim=latent_dim,
-        model=MLP,
-        recon=recon,
-        mse_scale=1000.0,
-        beta=beta,
-        lr=1e-3,
-    )
+from vae.module import to_unit_interval
 
 
 def test_loss_is_recon_plus_beta_times_kl_per_image(make_vae):
@@ -169,3 +155,14 @@ def test_the_logged_kl_weight_is_that_of_each_epochs_last_step(make_vae):
     trainer.fit(make_vae(kl_warmup_epochs=2), uint8_loader(random_images(8), batch_size=2))
     logged.append(float(trainer.callback_metrics["train/beta"]))
     assert logged == [0.5, 1.0]
+
+
+@pytest.mark.parametrize("recon", ["bce", "mse"])
+def test_loss_terms_are_float32_when_the_layers_run_in_bfloat16(make_vae, recon: str):
+    model = make_vae(latent_dim=4, recon=recon)
+    x = torch.rand(3, 1, 4, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mu, _ = model.encode(x)
+        terms = model.losses(x)
+    assert mu.dtype == torch.bfloat16  # the layers did run in bf16
+    assert {name: value.dtype for name, value in terms.items()} == dict.fromkeys(terms, torch.float32)

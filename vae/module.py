@@ -8,7 +8,14 @@ import torch
 from torch import Tensor, nn
 
 from vae.nets import build_networks
-from vae.objectives import RECONSTRUCTIONS, REDUCTIONS, gaussian_kl, reconstruction, reparameterize
+from vae.objectives import (
+    RECONSTRUCTIONS,
+    REDUCTIONS,
+    at_least_float32,
+    gaussian_kl,
+    reconstruction,
+    reparameterize,
+)
 
 BINARIZATIONS = ("none", "dynamic", "static")
 SAMPLER_STDS = ("exp_half_logvar", "exp_logvar")
@@ -162,6 +169,8 @@ class VAE(pl.LightningModule):
         """
         hp = self.hparams
         mu, logvar = self.encoder(x)
+        if hp.variational:  # the draw and the KL in float32 (the heads may run in bf16)
+            mu, logvar = at_least_float32(mu), at_least_float32(logvar)
         z = self.sampler(mu, logvar) if hp.variational else mu
         recon = reconstruction(hp.recon, self.decoder(z), x, hp.recon_reduction, hp.mse_scale)
         if not hp.variational:
