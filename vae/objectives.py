@@ -27,7 +27,7 @@ class BinaryCrossEntropyWithLogits(torch.autograd.Function):
     """Per-pixel BCE from logits, max(l, 0) - x*l + log(1 + exp(-|l|)), gradient sigmoid(l) - x.
 
     PyTorch's own op spends its time in ``log1p``, which is not vectorised on CPU: 0.8 ms
-    forward + backward for a 128 x 784 batch against 0.36 ms here, a fifth of an MLP step.
+    forward + backward for a 128 x 784 batch against 0.36 ms here; 7-20% of a bf16 MLP step.
     ``log(1 + e)`` for e = exp(-|l|) in (0, 1] differs from ``log1p(e)`` only where 1 + e
     rounds to 1, i.e. by less than 6e-8 nats per pixel.
     """
