@@ -60,10 +60,10 @@ def test_pictures_of_a_2d_latent_space_include_the_manifold(make_vae):
         "reconstructions",
         "latent/manifold",
     }
-    assert pictures["samples/prior"].shape == (3, 2 + 4 * 30, 2 + 4 * 30)
-    assert pictures["latent/manifold"].shape == (3, 2 + 5 * 30, 2 + 5 * 30)
+    assert pictures["samples/prior"].shape == (1, 2 + 4 * 30, 2 + 4 * 30)  # grey, as the images
+    assert pictures["latent/manifold"].shape == (1, 2 + 5 * 30, 2 + 5 * 30)
     assert pictures["reconstructions"].shape == (
-        3,
+        1,
         2 + 8 * 30,
         2 + 4 * 30,
     )  # 4 rows of originals, 4 of reconstructions

@@ -79,6 +79,20 @@ def test_verified_gz_files_are_extracted_parsed_and_split(tmp_path, tiny_fashion
     assert module.test_set.labels.tolist() == [3, 1, 4, 1]
 
 
+def test_each_file_is_parsed_once_across_fit_and_test(tmp_path, tiny_fashion, monkeypatch):
+    """Lightning calls prepare_data and setup before fit and again before test."""
+    from vae.data import mnist
+
+    parsed, load = [], mnist.load_split
+    monkeypatch.setattr(mnist, "load_split", lambda *args: parsed.append(args) or load(*args))
+    module = datamodule(tmp_path)
+    for stage in ("fit", "test"):
+        module.prepare_data()
+        module.setup(stage)
+    assert sorted(train for _, _, train in parsed) == [False, True]
+    assert len(module.train_set) == 9 and len(module.test_set) == 4
+
+
 def test_batches_are_uint8_images_with_labels(tmp_path, tiny_fashion):
     module = datamodule(tmp_path)
     module.setup("fit")

@@ -1,6 +1,10 @@
 """The pure figure makers: layout of grids, latent grids, projections and scatter legends."""
 
+import io
+
+import numpy as np
 import torch
+from PIL import Image
 
 from vae import plots
 
@@ -16,13 +20,34 @@ def test_reconstruction_rows_sit_under_their_originals():
     reconstructions = torch.ones(4, 1, 28, 28)
     reconstructions[2:] = 0.5  # the second pair of rows
     grid = plots.reconstruction_grid(originals, reconstructions, per_row=2)
-    assert grid.shape == (3, 2 + 4 * 30, 2 + 2 * 30)
+    assert grid.shape == (1, 2 + 4 * 30, 2 + 2 * 30)  # grey images, one channel
     assert [cell_value(grid, row, 1) for row in range(4)] == [0.0, 1.0, 0.0, 0.5]
 
 
 def test_image_grid_clamps_into_the_unit_interval():
     grid = plots.image_grid(torch.full((2, 3, 8, 8), 3.0), per_row=2)
     assert grid.max() == 1.0 and grid.shape[0] == 3
+
+
+def test_png_holds_the_rounded_pixels_of_grey_and_colour_grids():
+    grey = torch.tensor([[[0.0, 0.5], [1.0, 0.2]]])  # [1, 2, 2]: 0, 127.5, 255, 51
+    colour = torch.stack([grey[0], 1 - grey[0], grey[0] / 2])
+    for grid, expected in (
+        (grey, [[0, 128], [255, 51]]),
+        (colour, [[[0, 255, 0], [128, 128, 64]], [[255, 0, 128], [51, 204, 26]]]),
+    ):
+        values = plots.pixels(grid)
+        assert values.dtype == np.uint8 and values.tolist() == expected
+        decoded = Image.open(io.BytesIO(plots.png(values)))
+        assert decoded.mode == ("L" if grid.shape[0] == 1 else "RGB")
+        assert np.asarray(decoded).tolist() == expected
+
+
+def test_pixels_of_a_figure_are_its_agg_drawing():
+    figure = plots.latent_scatter(torch.randn(10, 2), None, None, "means")
+    values = plots.pixels(figure)
+    assert values.shape == (520, 640, 4)  # 6.4 x 5.2 inches at matplotlib's 100 dpi, RGBA
+    assert values.min() < 100 and values.max() == 255  # ink on a white background
 
 
 def test_principal_components_find_the_direction_of_largest_spread():

@@ -6,7 +6,6 @@ from pathlib import Path
 import hydra
 import torch
 from omegaconf import DictConfig
-from torchvision.utils import save_image
 
 from vae import plots
 from vae.checkpoints import device_for, load_run
@@ -78,7 +77,7 @@ def denoising_scores(cfg: DictConfig, model: VAE, images: torch.Tensor, run_dir:
             shown = result
     picture = run_dir / "denoise.png"
     rows = [shown[name][:8] for name in ("noisy", "clean", "reconstructed")]
-    save_image(plots.image_grid(torch.cat(rows), per_row=8), picture)
+    plots.save_png(plots.image_grid(torch.cat(rows), per_row=8), picture)
     return {
         "noise_factor": cfg.noise_factor,
         "psnr_noisy_db": round(float(torch.cat(scores["noisy"]).mean()), 2),

@@ -5,7 +5,6 @@ from pathlib import Path
 import hydra
 import torch
 from omegaconf import DictConfig
-from torchvision.utils import save_image
 
 from vae import latents, plots
 from vae.checkpoints import device_for, load_run
@@ -52,7 +51,7 @@ def main(cfg: DictConfig) -> None:
         images = model.decode(z.to(model.device))
     out = Path(cfg.out) if cfg.out else file.parent.parent / "generated" / f"{cfg.mode}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_image(plots.image_grid(images, per_row), out)
+    plots.save_png(plots.image_grid(images, per_row), out)
     print(out)
 
 

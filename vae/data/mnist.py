@@ -70,6 +70,7 @@ class MNISTDataModule(InMemoryDataModule):
         self.val_size, self.split_seed, self.pad_to = val_size, split_seed, pad_to
         self.binarize = binarize
         self.class_names: list[str] = list(SOURCES[name].classes)
+        self._parsed: dict[bool, datasets.MNIST] = {}  # by ``train``: each file parsed once per process
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -77,8 +78,17 @@ class MNISTDataModule(InMemoryDataModule):
         return (1, side, side)
 
     def prepare_data(self) -> None:
-        for train in (True, False):
-            load_split(self.name, self.root, train)
+        """Downloads what is missing; Lightning calls it before ``fit`` and again before ``test``."""
+        if not hasattr(self, "train_set"):
+            for train in (True, False):
+                self._split(train)
+
+    def _split(self, train: bool) -> datasets.MNIST:
+        # torchvision parses the whole file whenever a dataset is made (0.1 s for the training
+        # images): prepare_data's parse is kept for setup instead of being made again.
+        if train not in self._parsed:
+            self._parsed[train] = load_split(self.name, self.root, train)
+        return self._parsed[train]
 
     def setup(self, stage: str | None = None) -> None:
         if hasattr(self, "train_set"):
@@ -95,9 +105,10 @@ class MNISTDataModule(InMemoryDataModule):
         self.test_set = InMemoryImages(*self._tensors(train=False))
         if not self.val_size:
             self.val_set = self.test_set
+        self._parsed.clear()
 
     def _tensors(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        split = load_split(self.name, self.root, train)
+        split = self._split(train)
         images = split.data.unsqueeze(1)
         if self.binarize == "static":
             generator = torch.Generator().manual_seed(self.split_seed + int(not train))
