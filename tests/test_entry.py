@@ -48,3 +48,30 @@ def test_a_failing_command_keeps_its_exit_status(tmp_path: Path):
     result = run(tmp_path, "fail")
     assert result.returncode == 2
     assert (tmp_path / "marks.atexit").read_text() == "ran"
+
+
+GC_PROBE = textwrap.dedent(
+    """
+    import gc, sys
+    sys.argv[0] = sys.argv[1]  # "-m" is what Python puts there while `python -m` locates a module
+    import vae
+    from vae.entry import run_then_exit
+
+    print(gc.isenabled(), end=" ")
+    run_then_exit(lambda: print(gc.isenabled(), gc.get_freeze_count() > 1000, end=""))
+    """
+)
+
+
+def test_collection_pauses_while_a_command_imports_and_resumes_with_the_imports_frozen():
+    started = subprocess.run(
+        [sys.executable, "-c", GC_PROBE, "-m"], capture_output=True, text=True, timeout=60
+    )
+    assert started.stdout == "False True True", started.stderr
+
+
+def test_importing_vae_as_a_library_leaves_collection_alone():
+    imported = subprocess.run(
+        [sys.executable, "-c", GC_PROBE, "script.py"], capture_output=True, text=True, timeout=60
+    )
+    assert imported.stdout.startswith("True "), imported.stderr
