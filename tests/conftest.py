@@ -73,6 +73,7 @@ OBJECTIVE_KEYS = (
     "sampler_std",
     "binarize",
     "lr",
+    "adam_eps",
 )
 
 

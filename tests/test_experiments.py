@@ -22,7 +22,8 @@ TUTORIAL_SETTINGS = {
         "dataset.name": "fashion_mnist",
         "dataset.pad_to": 32,
         "dataset.val_size": 0,  # trains on all 60k, validates on the test set
-        "model.init": "glorot",  # Keras' default
+        "model.init": "glorot",  # Keras' defaults: init and Adam's epsilon
+        "adam_eps": 1e-7,
         "latent_dim": 2,
         "recon": "bce",
         "batch_size": 10,

@@ -166,3 +166,8 @@ def test_loss_terms_are_float32_when_the_layers_run_in_bfloat16(make_vae, recon:
         terms = model.losses(x)
     assert mu.dtype == torch.bfloat16  # the layers did run in bf16
     assert {name: value.dtype for name, value in terms.items()} == dict.fromkeys(terms, torch.float32)
+
+
+def test_the_optimizer_is_adam_with_the_configured_learning_rate_and_epsilon(make_vae):
+    (group,) = make_vae(lr=5e-4, adam_eps=1e-7).configure_optimizers().param_groups
+    assert (group["lr"], group["eps"]) == (5e-4, 1e-7)

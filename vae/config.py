@@ -51,7 +51,7 @@ def validate(cfg: DictConfig) -> None:
     for key in ("variational", "channels_last", "compile", "data_on_device"):
         if not isinstance(cfg[key], bool):
             raise UserError(f"{key} must be true or false, got {cfg[key]!r}")
-    for key in ("beta", "lr", "mse_scale", "eps_std", "kl_warmup_epochs"):
+    for key in ("beta", "lr", "adam_eps", "mse_scale", "eps_std", "kl_warmup_epochs"):
         if isinstance(cfg[key], bool) or not isinstance(cfg[key], int | float) or cfg[key] < 0:
             raise UserError(f"{key} must be a non-negative number, got {cfg[key]!r}")
     if cfg.binarize != "none" and "binarize" not in cfg.dataset:

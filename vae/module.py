@@ -109,7 +109,8 @@ class VAE(pl.LightningModule):
         eps_std: float,
         binarize: str,
         lr: float,
-        sampler_std: str = "exp_half_logvar",  # a default: checkpoints from before the switch load
+        sampler_std: str = "exp_half_logvar",  # defaults: checkpoints from before these switches load
+        adam_eps: float = 1e-8,
     ) -> None:
         super().__init__()
         for name, value, allowed in (
@@ -257,4 +258,4 @@ class VAE(pl.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         # fused: one kernel for all parameters; 6-17% faster steps for the MLP on CPU (bench/).
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, fused=True)
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, eps=self.hparams.adam_eps, fused=True)

@@ -42,6 +42,7 @@ def settings_of(cfg: DictConfig) -> dict:
         "eps_std": cfg.eps_std,
         "sampler_std": cfg.sampler_std,
         "lr": cfg.lr,
+        "adam_eps": cfg.adam_eps,
         "batch_size": cfg.batch_size,
         "epochs": cfg.epochs,
         "seed": cfg.seed,
@@ -64,6 +65,7 @@ def build_model(cfg: DictConfig, image_shape: tuple[int, int, int]) -> VAE:
         sampler_std=cfg.sampler_std,
         binarize=cfg.binarize,
         lr=cfg.lr,
+        adam_eps=cfg.adam_eps,
     )
 
 
