@@ -1,6 +1,9 @@
 """`strategy=ddp` on this CPU: two processes (gloo), sharded batches, reduced metrics, one writer."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -35,6 +38,7 @@ def test_two_cpu_processes_train_on_distinct_shards_and_report_the_mean_over_bot
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Starting with 2 processes" in result.stdout + result.stderr
+    assert "sync_dist=True" not in result.stderr  # Lightning's advice: the sums are reduced already
     checkpoints = sorted(path.name for path in (tmp_path / "checkpoints").iterdir())
     assert checkpoints == ["best-epoch001.ckpt", "last.ckpt"]  # written once, by rank 0
     checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
@@ -54,3 +58,54 @@ def test_two_cpu_processes_train_on_distinct_shards_and_report_the_mean_over_bot
     assert not torch.isclose(shard_means[0], shard_means[1])  # distinct images on each process
     logged = json.loads((tmp_path / "metrics.json").read_text())["metrics"]["test/loss"]
     assert abs(logged - float(sum(shard_means) / 2)) < 1e-3 * logged
+
+
+# Run as a script by both processes (Lightning relaunches sys.argv for rank 1): only rank 1's
+# loss turns NaN, at epoch 1's second step, where the check reads the marks (progress_every=2).
+NAN_ON_RANK_1 = """
+import runpy
+from vae.module import VAE
+
+train_step = VAE.training_step
+
+
+def training_step(self, batch, batch_idx):
+    loss = train_step(self, batch, batch_idx)
+    return loss * float("nan") if self.global_rank == 1 and self.global_step == 5 else loss
+
+
+VAE.training_step = training_step
+runpy.run_module("vae.train", run_name="__main__")
+"""
+
+
+def test_a_nan_loss_on_one_process_stops_both_with_one_line_and_keeps_the_last_good_checkpoint(
+    data_dir: Path, tmp_path: Path
+):
+    script = tmp_path / "nan_on_rank_1.py"
+    script.write_text(NAN_ON_RANK_1)
+    run_dir = tmp_path / "run"
+    command = [
+        sys.executable,
+        str(script),
+        "accelerator=cpu",
+        "devices=2",
+        "strategy=ddp",
+        "model=mlp",
+        f"batch_size={BATCH}",
+        "epochs=3",
+        "progress_every=2",
+        "trainer.limit_train_batches=4",
+        f"trainer.limit_val_batches={BATCHES}",
+        "plots.scatter_points=100",
+        f"hydra.run.dir={run_dir}",
+    ]
+    env = {**os.environ, "VAE_DATA_DIR": str(data_dir)}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+    assert result.returncode != 0
+    assert "the training loss became nan at epoch 1, batch 1 (global step 5)" in result.stderr
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    kept = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert kept["epoch"] == 0
+    assert all(torch.isfinite(value).all() for value in kept["state_dict"].values())

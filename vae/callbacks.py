@@ -69,14 +69,20 @@ class StopOnNonFiniteLoss(pl.Callback):
         self._check(trainer)
 
     def _check(self, trainer: pl.Trainer) -> None:
-        batch = int(self.first_bad)
-        if batch < 0:
+        # Every process reads every process's mark: one that stopped alone would leave the
+        # others waiting for it in the next gradient all-reduce.
+        marks = torch.stack([self.first_bad.float(), self.bad_loss])
+        marks = trainer.strategy.all_gather(marks).reshape(-1, 2)  # a row per process
+        bad = marks[marks[:, 0] >= 0]
+        if len(bad) == 0:
             return
+        batch, loss = bad[bad[:, 0].argmin()].tolist()
+        batch = int(batch)
         step = self.epoch_start_step + batch
         last = Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
         kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
         raise UserError(
-            f"the training loss became {float(self.bad_loss)} at epoch {trainer.current_epoch}, batch {batch} "
+            f"the training loss became {loss} at epoch {trainer.current_epoch}, batch {batch} "
             f"(global step {step}); {kept}. Lower lr, or set trainer.gradient_clip_val"
         )
 

@@ -1,10 +1,12 @@
 """The LightningModule: an encoder, a reparameterized sampler and a decoder, trained on the ELBO."""
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities.warnings import PossibleUserWarning
 from torch import Tensor, nn
 
 from vae.nets import build_networks
@@ -19,6 +21,12 @@ from vae.objectives import (
 
 BINARIZATIONS = ("none", "dynamic", "static")
 SAMPLER_STDS = ("exp_half_logvar", "exp_logvar")
+
+# Under ddp, Lightning advises sync_dist=True for epoch values; ours are all-reduced before
+# they are logged (VAE._log_epoch), so a second reduction would only cost time.
+warnings.filterwarnings(
+    "ignore", r"It is recommended to use `self.log\('(train|val|test)/", PossibleUserWarning
+)
 
 
 def to_unit_interval(images: Tensor) -> Tensor:
