@@ -8,10 +8,12 @@ from pathlib import Path
 SCRIPT = textwrap.dedent(
     """
     import atexit, sys, threading, time
+    from concurrent.futures import ThreadPoolExecutor
     from pathlib import Path
     from vae.entry import run_then_exit
 
     marks = Path(sys.argv[1])
+    pool = ThreadPoolExecutor(1)  # never shut down, as torch.compile leaves its compile pool
     atexit.register(lambda: marks.with_suffix(".atexit").write_text("ran"))
 
     def late_writer():
@@ -20,6 +22,7 @@ SCRIPT = textwrap.dedent(
 
     def command():
         threading.Thread(target=late_writer).start()
+        pool.submit(print, end="")
         print("buffered output", end="")
         if sys.argv[2] == "fail":
             sys.exit(2)

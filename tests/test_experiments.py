@@ -78,6 +78,7 @@ TUTORIAL_SETTINGS = {
         "lr": 1e-3,
         "batch_size": 128,
         "epochs": 10,
+        "seed": 1,
     },
     # Not a tutorial: the likelihood literature's protocol (IWAE paper, pythae).
     "mnist_binarized_conv": {

@@ -14,10 +14,10 @@ def run_then_exit(command: Callable[[], object]) -> None:
     With torch's CUDA libraries, Lightning and triton loaded, Python's teardown (freeing
     every module after the work is done) takes 1.2-1.5 s on the 2-core CPU:
     ``python -c "import pytorch_lightning"`` takes 4.3 s, and 3.1 s when it ends with
-    ``os._exit``. What a normal exit does before that teardown still happens here: other
-    threads are joined, the atexit handlers run (logging's flush and close among them) and
-    the streams are flushed. An exception or ``sys.exit`` (a UserError's status 2) leaves
-    the normal way.
+    ``os._exit``. What a normal exit does before that teardown still happens here: open
+    thread pools are stopped and other threads joined, the atexit handlers run (logging's
+    flush and close among them) and the streams are flushed. An exception or ``sys.exit``
+    (a UserError's status 2) leaves the normal way.
 
     Collection, paused while the command imported (``vae/__init__.py``), resumes here, with
     the objects made so far frozen: later collections need not scan them again.
@@ -29,9 +29,9 @@ def run_then_exit(command: Callable[[], object]) -> None:
     except BaseException:
         gc.unfreeze()  # the teardown's last collection frees them (nanobind reports leaks otherwise)
         raise
-    for thread in threading.enumerate():
-        if thread is not threading.current_thread() and not thread.daemon:
-            thread.join()
+    # What the interpreter itself calls first on exit: it stops thread pools left open (those
+    # of concurrent.futures, such as torch.compile's), then joins the non-daemon threads.
+    threading._shutdown()
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()
