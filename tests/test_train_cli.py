@@ -90,3 +90,27 @@ def test_an_unknown_group_choice_is_one_line_with_the_choices(tmp_path: Path, ov
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]  # one line
     assert result.stderr.startswith(expected)
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_a_compiled_run_exits_having_trained_the_same_model_as_eager(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # A cold compile, as on a user's first run. A plain autoencoder: no random draws, which
+    # compiled code makes differently, so the two runs differ only by rounding.
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    test_loss = {}
+    for compile in ("false", "true"):
+        run_dir = tmp_path / f"compile-{compile}"
+        result = run_module(
+            "vae.train",
+            *QUICK,
+            "model=mlp",
+            "variational=false",
+            "epochs=1",
+            f"compile={compile}",
+            f"hydra.run.dir={run_dir}",
+            data_dir=data_dir,
+        )  # a run that never exits (torch.compile's thread pool did that) times out here
+        assert result.returncode == 0, result.stderr[-3000:]
+        test_loss[compile] = json.loads((run_dir / "metrics.json").read_text())["metrics"]["test/loss"]
+    assert test_loss["true"] == pytest.approx(test_loss["false"], rel=1e-4)
