@@ -92,6 +92,26 @@ def test_an_unknown_group_choice_is_one_line_with_the_choices(tmp_path: Path, ov
     assert not (tmp_path / "checkpoints").exists()
 
 
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("strategy=dpp", "error: You selected an invalid strategy name: `strategy='dpp'`."),
+        ("devices=0", "error: `Trainer(devices=0)` value is not a valid input using cpu accelerator."),
+    ],
+)
+def test_device_settings_lightning_refuses_are_one_line_naming_them(
+    tmp_path: Path, override: str, expected: str
+):
+    result = run_module(
+        "vae.train", "accelerator=cpu", override, f"hydra.run.dir={tmp_path}", data_dir=tmp_path
+    )
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("Seed set")]
+    assert len(lines) == 1 and lines[0].startswith(expected), result.stderr[-3000:]
+    assert "accelerator=cpu" in lines[0] and "devices=auto use what this machine has" in lines[0]
+    assert not (tmp_path / "checkpoints").exists()
+
+
 def test_a_compiled_run_exits_having_trained_the_same_model_as_eager(
     data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):

@@ -10,6 +10,8 @@ from vae.objectives import RECONSTRUCTIONS, REDUCTIONS
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 GROUPS = ("dataset", "model", "experiment")
+# Lightning's "16-true" and "bf16-true" would meet the loss terms, kept in fp32, with half weights.
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
 
 
 def check_choices(overrides: list[str]) -> None:
@@ -45,6 +47,7 @@ def validate(cfg: DictConfig) -> None:
         ("kl_reduction", REDUCTIONS),
         ("binarize", BINARIZATIONS),
         ("sampler_std", SAMPLER_STDS),
+        ("precision", PRECISIONS),
     ):
         if cfg[key] not in allowed:
             raise UserError(f"{key} must be one of {allowed}, got {cfg[key]!r}")

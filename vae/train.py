@@ -8,6 +8,7 @@ import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from vae.callbacks import (
     LatentPictures,
@@ -87,28 +88,46 @@ def train(cfg: DictConfig) -> None:
             f"resuming from {resume} (epoch {checkpoint['epoch']}, global step {checkpoint['global_step']})"
         )
     model.use_fast_paths(channels_last=cfg.channels_last, compile=cfg.compile)
-    trainer = pl.Trainer(
-        accelerator=cfg.accelerator,
-        devices=cfg.devices,
-        strategy=cfg.strategy,
-        num_nodes=cfg.num_nodes,
-        plugins=[AtomicCheckpointIO()],
-        use_distributed_sampler=False,  # the datamodules shard their own batches (IndexBatches)
-        precision=cfg.precision,
-        max_epochs=cfg.epochs,
-        default_root_dir=run_dir,
-        logger=TensorBoardLogger(run_dir, name="", version="", default_hp_metric=False),
-        callbacks=[
-            *checkpoint_callbacks(run_dir / "checkpoints"),
-            StopOnNonFiniteLoss(check_every=cfg.progress_every),
-            LatentPictures(**cfg.plots, seed=cfg.seed),
-            RunSummary(settings_of(cfg)),
-            LossProgressBar(refresh_rate=cfg.progress_every),
-        ],
-        **cfg.trainer,
-    )
+    trainer = build_trainer(cfg, run_dir)
     trainer.fit(model, datamodule=datamodule, ckpt_path=resume, weights_only=True)
     trainer.test(model, datamodule=datamodule)
+
+
+DEVICE_SETTINGS = ("accelerator", "devices", "strategy", "num_nodes", "precision")
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path) -> pl.Trainer:
+    """Lightning's Trainer as the config asks; device settings this machine cannot meet fail in one line."""
+    try:
+        return pl.Trainer(
+            accelerator=cfg.accelerator,
+            devices=cfg.devices,
+            strategy=cfg.strategy,
+            num_nodes=cfg.num_nodes,
+            plugins=[AtomicCheckpointIO()],
+            use_distributed_sampler=False,  # the datamodules shard their own batches (IndexBatches)
+            precision=cfg.precision,
+            max_epochs=cfg.epochs,
+            default_root_dir=run_dir,
+            logger=TensorBoardLogger(run_dir, name="", version="", default_hp_metric=False),
+            callbacks=[
+                *checkpoint_callbacks(run_dir / "checkpoints"),
+                StopOnNonFiniteLoss(check_every=cfg.progress_every),
+                LatentPictures(**cfg.plots, seed=cfg.seed),
+                RunSummary(settings_of(cfg)),
+                LossProgressBar(refresh_rate=cfg.progress_every),
+            ],
+            **cfg.trainer,
+        )
+    except (
+        MisconfigurationException,
+        ValueError,
+        ModuleNotFoundError,
+    ) as error:  # no GPU, a typo, no torch_xla
+        asked = ", ".join(f"{key}={cfg[key]}" for key in DEVICE_SETTINGS)
+        raise UserError(
+            f"{' '.join(str(error).split())} ({asked}); accelerator=auto devices=auto use what this machine has"
+        ) from error
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
