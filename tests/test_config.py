@@ -64,7 +64,7 @@ def test_data_dir_defaults_to_the_environment_variable(monkeypatch):
         "binarize=sometimes",
         "progress_every=0",
         "precision=16-true",
-        "precision=bf16",
+        "precision=bf16-true",
     ],
 )
 def test_bad_values_are_refused_with_the_key_named(override: str):
