@@ -32,12 +32,17 @@ class WorseEveryEpoch(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
-def test_last_checkpoint_holds_the_final_epoch_even_without_improvement(tmp_path: Path):
+# Validating every 2nd epoch: the last epoch (the 3rd) has no validation, but is still saved.
+@pytest.mark.parametrize("validate_every", [1, 2])
+def test_last_checkpoint_holds_the_final_epoch_even_without_improvement(tmp_path: Path, validate_every: int):
     data = DataLoader(TensorDataset(torch.zeros(4, 1)), batch_size=2)
-    trainer = quiet_trainer(max_epochs=3, callbacks=checkpoint_callbacks(tmp_path))
+    trainer = quiet_trainer(
+        max_epochs=3, callbacks=checkpoint_callbacks(tmp_path), check_val_every_n_epoch=validate_every
+    )
     trainer.fit(WorseEveryEpoch(), data, data)
     assert torch.load(tmp_path / "last.ckpt", weights_only=True)["epoch"] == 2
-    assert [path.name for path in tmp_path.glob("best-*.ckpt")] == ["best-epoch000.ckpt"]
+    first_validated = validate_every - 1  # val/loss grows every epoch: the first validated one is best
+    assert [path.name for path in tmp_path.glob("best-*.ckpt")] == [f"best-epoch{first_validated:03d}.ckpt"]
 
 
 def pictures_for(make_vae, latent_dim: int) -> tuple[VAE, dict]:

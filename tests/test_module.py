@@ -141,9 +141,11 @@ def test_logged_epoch_losses_are_means_over_images_not_over_batches(make_vae):
     torch.testing.assert_close(trainer.callback_metrics["test/loss"], per_image.mean())
 
 
-def test_the_logged_kl_weight_is_that_of_each_epochs_last_step(make_vae):
-    """Warm-up over 2 epochs of 4 steps: step s weighs the KL by (s + 1) / 8, so epoch 0 ends
-    at 4/8 and epoch 1 at 8/8."""
+# Accumulating 2 batches a step halves the steps, not the warm-up's epochs.
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_the_logged_kl_weight_is_that_of_each_epochs_last_step(make_vae, accumulate: int):
+    """Warm-up over 2 epochs of 4 batches: step s weighs the KL by (s + 1) / 8 ((s + 1) / 4 with
+    2 batches a step), so epoch 0 ends at 1/2 and epoch 1 at 1."""
     logged = []
 
     class ReadEpochLogs(pl.Callback):
@@ -151,7 +153,12 @@ def test_the_logged_kl_weight_is_that_of_each_epochs_last_step(make_vae):
             if "train/beta" in trainer.callback_metrics:
                 logged.append(float(trainer.callback_metrics["train/beta"]))
 
-    trainer = quiet_trainer(max_epochs=2, enable_checkpointing=False, callbacks=[ReadEpochLogs()])
+    trainer = quiet_trainer(
+        max_epochs=2,
+        enable_checkpointing=False,
+        callbacks=[ReadEpochLogs()],
+        accumulate_grad_batches=accumulate,
+    )
     trainer.fit(make_vae(kl_warmup_epochs=2), uint8_loader(random_images(8), batch_size=2))
     logged.append(float(trainer.callback_metrics["train/beta"]))
     assert logged == [0.5, 1.0]

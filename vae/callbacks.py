@@ -24,6 +24,8 @@ def checkpoint_callbacks(dirpath: str | Path) -> list[ModelCheckpoint]:
 
     ``last.ckpt`` has its own unmonitored callback: a monitored ``ModelCheckpoint(save_last=
     True)`` rewrites it only when it also saves a new best (Lightning 2.6), leaving it stale.
+    It saves at the end of each training epoch (after that epoch's validation, if any), so
+    epochs that ``check_val_every_n_epoch`` leaves unvalidated are saved too.
     """
     best = ModelCheckpoint(
         dirpath=dirpath,
@@ -33,7 +35,9 @@ def checkpoint_callbacks(dirpath: str | Path) -> list[ModelCheckpoint]:
         mode="min",
         save_top_k=1,
     )
-    last = ModelCheckpoint(dirpath=dirpath, filename="last", enable_version_counter=False)
+    last = ModelCheckpoint(
+        dirpath=dirpath, filename="last", enable_version_counter=False, save_on_train_epoch_end=True
+    )
     return [best, last]
 
 
@@ -78,7 +82,7 @@ class StopOnNonFiniteLoss(pl.Callback):
             return
         batch, loss = bad[bad[:, 0].argmin()].tolist()
         batch = int(batch)
-        step = self.epoch_start_step + batch
+        step = self.epoch_start_step + batch // trainer.accumulate_grad_batches
         last = Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
         kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
         raise UserError(

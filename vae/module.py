@@ -191,9 +191,12 @@ class VAE(pl.LightningModule):
     def kl_weight(self, step: int | None = None) -> float:
         """beta, ramped up linearly over the first ``kl_warmup_epochs`` epochs of training.
 
-        ``step`` is a 0-based training step, by default the one about to run.
+        ``step`` is a 0-based optimizer step, by default the one about to run; with
+        ``accumulate_grad_batches`` an epoch has that many times fewer of them than batches.
         """
-        warmup_steps = self.hparams.kl_warmup_epochs * self.trainer.num_training_batches
+        trainer = self.trainer
+        steps_per_epoch = math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches)
+        warmup_steps = self.hparams.kl_warmup_epochs * steps_per_epoch
         if warmup_steps == 0:
             return self.hparams.beta
         step = self.global_step if step is None else step
