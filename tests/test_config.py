@@ -65,6 +65,8 @@ def test_data_dir_defaults_to_the_environment_variable(monkeypatch):
         "progress_every=0",
         "precision=16-true",
         "precision=bf16-true",
+        "eps_std=0",
+        "plots.scatter_points=1",
     ],
 )
 def test_bad_values_are_refused_with_the_key_named(override: str):

@@ -87,3 +87,44 @@ def test_missing_and_non_checkpoint_files_are_refused(tmp_path: Path):
     junk.write_bytes(b"this is not a checkpoint")
     with pytest.raises(UserError, match="not a loadable vae checkpoint"):
         load_run(junk, batch_size=8, dataset_root=None, device="cpu")
+
+
+@pytest.mark.parametrize(
+    ("module", "override", "expected"),
+    [
+        ("vae.evaluate", None, "error: ckpt= is required"),
+        ("vae.generate", None, "error: ckpt= is required"),
+        ("vae.evaluate", "k=0", "error: k must be a positive integer"),
+        ("vae.evaluate", "limit=0", "error: limit must be a positive integer"),
+        ("vae.evaluate", "anomaly=cartoon", "error: anomaly must be one of ('mnist', 'fashion_mnist')"),
+        ("vae.generate", "rows=0", "error: rows must be a positive integer"),
+        ("vae.generate", "encode_limit=1", "error: encode_limit must be an integer of at least 2"),
+    ],
+)
+def test_bad_options_are_one_line_before_anything_is_loaded(
+    module: str, override: str | None, expected: str, tmp_path: Path
+):
+    arguments = ["ckpt=/nonexistent", override] if override else []
+    result = run_module(module, *arguments, data_dir=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]  # one line
+    assert result.stderr.startswith(expected)
+
+
+def test_evaluate_writes_its_report_and_denoise_grid_into_a_new_folder(
+    finished_run: Path, data_dir: Path, tmp_path: Path
+):
+    out = tmp_path / "new" / "folder" / "report.json"
+    result = run_module(
+        "vae.evaluate",
+        f"ckpt={finished_run}",
+        "k=2",
+        "limit=16",
+        "denoise=true",
+        f"out={out}",
+        data_dir=data_dir,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["images"] == 16 and report["denoise"]["grid"] == str(out.parent / "denoise.png")
+    assert (out.parent / "denoise.png").stat().st_size > 0

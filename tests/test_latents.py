@@ -30,6 +30,16 @@ def test_spherical_interpolation_keeps_the_norm_between_equal_norm_codes():
     torch.testing.assert_close(path[-1], end)
 
 
+def test_spherical_interpolation_between_opposite_codes_is_the_straight_line():
+    # No great circle is defined; dividing by sin(pi) (about -9e-8 in float32) gave codes of 1e6.
+    for start, end in [
+        (torch.tensor([0.5]), torch.tensor([-2.0])),
+        (torch.tensor([1.0, 2.0]), torch.tensor([-2.0, -4.0])),
+    ]:
+        path = latents.interpolate(start, end, 5, spherical=True)
+        torch.testing.assert_close(path, latents.interpolate(start, end, 5, spherical=False))
+
+
 def test_traverse_varies_one_dimension_per_row():
     code = torch.tensor([0.5, -0.5, 1.0])
     rows = latents.traverse(code, dims=2, steps=4, extent=3.0).view(2, 4, 3)

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from vae.errors import UserError
 from vae.module import BINARIZATIONS, SAMPLER_STDS
@@ -31,16 +31,27 @@ def check_choices(overrides: list[str]) -> None:
                 raise UserError(f"unknown {group} {choice!r}; choose one of {', '.join(choices)}")
 
 
-def _positive_int(cfg: DictConfig, key: str) -> None:
-    value = cfg[key]
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UserError(f"{key} must be a positive integer, got {value!r}; e.g. {key}=16")
+def positive_int(cfg: DictConfig, key: str, least: int = 1) -> None:
+    """Refuse ``cfg``'s ``key`` (dotted for nested keys) unless it is an integer >= ``least``."""
+    value = OmegaConf.select(cfg, key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        wanted = "a positive integer" if least == 1 else f"an integer of at least {least}"
+        raise UserError(f"{key} must be {wanted}, got {value!r}; e.g. {key}={max(least, 16)}")
+
+
+def require_checkpoint(cfg: DictConfig) -> None:
+    """``vae.evaluate`` and ``vae.generate`` need ``ckpt=``: say so in one line, not Hydra's traceback."""
+    if OmegaConf.is_missing(cfg, "ckpt"):
+        raise UserError(
+            "ckpt= is required: a run directory (its checkpoints/last.ckpt is used) or a .ckpt file"
+        )
 
 
 def validate(cfg: DictConfig) -> None:
     """Raise a ``UserError`` naming the first bad top-level value and what to use instead."""
     for key in ("latent_dim", "batch_size", "epochs", "progress_every"):
-        _positive_int(cfg, key)
+        positive_int(cfg, key)
+    positive_int(cfg, "plots.scatter_points", least=2)  # a principal plane needs two points
     for key, allowed in (
         ("recon", RECONSTRUCTIONS),
         ("recon_reduction", REDUCTIONS),
@@ -57,5 +68,7 @@ def validate(cfg: DictConfig) -> None:
     for key in ("beta", "lr", "adam_eps", "mse_scale", "eps_std", "kl_warmup_epochs"):
         if isinstance(cfg[key], bool) or not isinstance(cfg[key], int | float) or cfg[key] < 0:
             raise UserError(f"{key} must be a non-negative number, got {cfg[key]!r}")
+    if cfg.eps_std == 0:  # the KL reads log(eps_std^2) into the posterior's variance
+        raise UserError("eps_std must be positive (1 for the textbook sampler, 0.1 for seed 004's), got 0")
     if cfg.binarize != "none" and "binarize" not in cfg.dataset:
         raise UserError(f"binarize={cfg.binarize} is for MNIST-family data, not dataset={cfg.dataset.name}")

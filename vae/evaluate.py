@@ -9,12 +9,15 @@ from omegaconf import DictConfig
 
 from vae import plots
 from vae.checkpoints import device_for, load_run
+from vae.config import positive_int, require_checkpoint
 from vae.data import build_datamodule
 from vae.entry import run_then_exit
 from vae.errors import UserError, exits_on_user_error
 from vae.evaluation import denoise, per_image_measures, test_images
 from vae.metrics import active_units, auroc, psnr
 from vae.module import VAE
+
+ANOMALY_SETS = ("mnist", "fashion_mnist")  # the same 28 x 28 grey images, preprocessed alike
 
 
 def likelihood_name(model: VAE) -> str:
@@ -48,6 +51,11 @@ def anomaly_scores(cfg: DictConfig, model: VAE, datamodule, inliers: torch.Tenso
     Both sets are scored with the same ``anomaly_k`` draws per image, so neither gets a
     less noisy estimate.
     """
+    if datamodule.hparams["name"] not in ANOMALY_SETS:
+        raise UserError(
+            f"anomaly= scores another MNIST-family test set ({', '.join(ANOMALY_SETS)}); "
+            f"this model was trained on {datamodule.hparams['name']}"
+        )
     other = {**datamodule.hparams, "name": cfg.anomaly}
     other.pop("batch_size", None)
     outliers = test_images(build_datamodule(other, cfg.batch_size), cfg.limit)
@@ -66,7 +74,7 @@ def anomaly_scores(cfg: DictConfig, model: VAE, datamodule, inliers: torch.Tenso
     }
 
 
-def denoising_scores(cfg: DictConfig, model: VAE, images: torch.Tensor, run_dir: Path) -> dict:
+def denoising_scores(cfg: DictConfig, model: VAE, images: torch.Tensor, folder: Path) -> dict:
     generator = torch.Generator(device=model.device).manual_seed(cfg.seed)
     scores, shown = {"noisy": [], "reconstructed": []}, None
     for batch in images.split(cfg.batch_size):
@@ -75,7 +83,7 @@ def denoising_scores(cfg: DictConfig, model: VAE, images: torch.Tensor, run_dir:
             scores[name].append(psnr(result[name], result["clean"]).cpu())
         if shown is None:
             shown = result
-    picture = run_dir / "denoise.png"
+    picture = folder / "denoise.png"
     rows = [shown[name][:8] for name in ("noisy", "clean", "reconstructed")]
     plots.save_png(plots.image_grid(torch.cat(rows), per_row=8), picture)
     return {
@@ -89,10 +97,20 @@ def denoising_scores(cfg: DictConfig, model: VAE, images: torch.Tensor, run_dir:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 @exits_on_user_error
 def main(cfg: DictConfig) -> None:
+    require_checkpoint(cfg)
+    for key in ("k", "batch_size", "anomaly_k"):
+        positive_int(cfg, key)
+    if cfg.limit is not None:
+        positive_int(cfg, "limit")
+    if cfg.anomaly not in (None, *ANOMALY_SETS):
+        raise UserError(
+            f"anomaly must be one of {ANOMALY_SETS} (another MNIST-family test set), got {cfg.anomaly!r}"
+        )
     model, datamodule, file = load_run(
         cfg.ckpt, cfg.batch_size, cfg.dataset_root, device_for(cfg.accelerator)
     )
-    run_dir = file.parent.parent
+    out = Path(cfg.out) if cfg.out else file.parent.parent / "evaluation.json"
+    out.parent.mkdir(parents=True, exist_ok=True)  # before the evaluation, which can take minutes
     images = test_images(datamodule, cfg.limit)
     measures = per_image_measures(model, images, cfg.k, cfg.batch_size, cfg.seed)
     report = {
@@ -109,8 +127,7 @@ def main(cfg: DictConfig) -> None:
     if cfg.anomaly:
         report["anomaly"] = anomaly_scores(cfg, model, datamodule, images)
     if cfg.denoise:
-        report["denoise"] = denoising_scores(cfg, model, images, run_dir)
-    out = Path(cfg.out) if cfg.out else run_dir / "evaluation.json"
+        report["denoise"] = denoising_scores(cfg, model, images, out.parent)
     out.write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
 

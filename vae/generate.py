@@ -8,6 +8,7 @@ from omegaconf import DictConfig
 
 from vae import latents, plots
 from vae.checkpoints import device_for, load_run
+from vae.config import positive_int, require_checkpoint
 from vae.entry import run_then_exit
 from vae.errors import UserError, exits_on_user_error
 from vae.evaluation import posterior_means, test_images
@@ -29,10 +30,14 @@ def latent_grid(cfg: DictConfig, model: VAE, datamodule) -> tuple[torch.Tensor, 
         lower, upper = means.min(0).values, means.max(0).values
         return latents.uniform_within(lower, upper, cfg.rows**2, generator), cfg.rows
     if cfg.mode == "manifold":
+        if latent_dim == 1:
+            raise UserError(
+                "mode=manifold needs at least 2 latent dimensions, this model has 1; use mode=traverse"
+            )
         return latents.principal_plane(means, cfg.steps, cfg.extent), cfg.steps
     picks = torch.randperm(len(means), generator=generator)
     if cfg.mode == "interpolate":
-        pairs = picks[: 2 * cfg.rows].view(-1, 2)
+        pairs = picks[: 2 * min(cfg.rows, len(means) // 2)].view(-1, 2)
         rows = [latents.interpolate(means[a], means[b], cfg.steps, cfg.spherical) for a, b in pairs]
         return torch.cat(rows), cfg.steps
     if cfg.mode == "traverse":
@@ -43,8 +48,12 @@ def latent_grid(cfg: DictConfig, model: VAE, datamodule) -> tuple[torch.Tensor, 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="generate")
 @exits_on_user_error
 def main(cfg: DictConfig) -> None:
+    require_checkpoint(cfg)
     if cfg.mode not in MODES:
         raise UserError(f"mode must be one of {MODES}, got {cfg.mode!r}")
+    for key in ("rows", "steps"):
+        positive_int(cfg, key)
+    positive_int(cfg, "encode_limit", least=2)  # two codes to interpolate between, or to span a plane
     model, datamodule, file = load_run(cfg.ckpt, 256, cfg.dataset_root, device_for(cfg.accelerator))
     z, per_row = latent_grid(cfg, model, datamodule)
     with torch.no_grad():

@@ -38,7 +38,7 @@ def interpolate(start: Tensor, end: Tensor, steps: int, spherical: bool) -> Tens
         return (1 - t) * start + t * end
     cosine = torch.dot(start, end) / (start.norm() * end.norm()).clamp_min(1e-12)
     angle = torch.arccos(cosine.clamp(-1, 1))
-    if angle < 1e-6:
+    if torch.sin(angle) < 1e-6:  # (anti)parallel codes, e.g. any pair in 1-D: no single great circle
         return (1 - t) * start + t * end
     return (torch.sin((1 - t) * angle) * start + torch.sin(t * angle) * end) / torch.sin(angle)
 
