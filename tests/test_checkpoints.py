@@ -130,6 +130,8 @@ def test_the_atomic_writer_replaces_the_file_and_leaves_no_temporary(tmp_path: P
         (["model=mlp"], "was trained with model="),
         (["ckpt_path={junk}"], "is not a loadable vae checkpoint"),
         (["ckpt_path={missing}"], "no checkpoint at"),
+        (["ckpt_path={listing}"], "is not a checkpoint written by python -m vae.train"),
+        (["epochs=2"], "has already trained 2 epochs and this run asks for epochs=2"),
     ],
 )
 def test_a_checkpoint_that_cannot_resume_this_run_is_one_line_and_nothing_is_lost(
@@ -137,7 +139,12 @@ def test_a_checkpoint_that_cannot_resume_this_run_is_one_line_and_nothing_is_los
 ):
     junk = tmp_path / "junk.ckpt"
     junk.write_bytes(b"\x80\x02 not a checkpoint")
-    overrides = [override.format(junk=junk, missing=tmp_path / "missing.ckpt") for override in overrides]
+    listing = tmp_path / "listing.ckpt"
+    torch.save([1, 2, 3], listing)  # loads with weights_only=True, but is no checkpoint
+    overrides = [
+        override.format(junk=junk, missing=tmp_path / "missing.ckpt", listing=listing)
+        for override in overrides
+    ]
     last = finished_run / "checkpoints" / "last.ckpt"
     before = last.read_bytes()
     run_dir = tmp_path / "run"

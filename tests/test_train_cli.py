@@ -27,6 +27,7 @@ def test_events_hold_each_loss_term_and_the_pictures(finished_run: Path):
 def test_run_folder_has_metrics_pictures_and_a_final_checkpoint(finished_run: Path):
     summary = json.loads((finished_run / "metrics.json").read_text())
     assert summary["settings"]["dataset"] == "fashion_mnist" and summary["settings"]["latent_dim"] == 2
+    assert summary["settings"]["precision"] == "32-true"
     assert summary["epochs_completed"] == 2 and summary["train_images_per_second"] > 0
     metrics = summary["metrics"]
     for key in ("val/recon", "val/kl", "val/loss", "test/recon", "test/kl", "test/loss"):

@@ -78,11 +78,20 @@ def read_checkpoint(file: Path) -> dict:
 
 # The hyperparameters that fix the weights' shapes: a checkpoint can only resume a run that agrees.
 ARCHITECTURE = ("image_shape", "latent_dim", "variational", "model")
+RESUMABLE = ("epoch", "global_step", "state_dict", "hyper_parameters")
 
 
-def check_resumable(checkpoint: dict, model: VAE, file: Path) -> None:
-    """Refuse, in one line, a checkpoint whose network differs from the one this run built."""
-    saved = checkpoint.get("hyper_parameters", {})
+def check_resumable(checkpoint: Any, model: VAE, epochs: int, file: Path) -> None:
+    """Refuse, in one line, a checkpoint this run cannot continue.
+
+    One not written by ``vae.train``, one whose network differs from the one this run built,
+    and one that has already trained the ``epochs`` asked for (Lightning would quietly do nothing).
+    """
+    if not isinstance(checkpoint, dict) or not all(key in checkpoint for key in RESUMABLE):
+        raise UserError(
+            f"{file} is not a checkpoint written by python -m vae.train (no {', '.join(RESUMABLE)})"
+        )
+    saved = checkpoint["hyper_parameters"]
     for key in ARCHITECTURE:
         ours, theirs = _comparable(model.hparams[key]), _comparable(saved.get(key))
         if ours != theirs:
@@ -90,6 +99,12 @@ def check_resumable(checkpoint: dict, model: VAE, file: Path) -> None:
                 f"{file} was trained with {key}={theirs}, but this run asks for {key}={ours}; "
                 f"resume with the checkpoint's settings, or leave out ckpt_path to start afresh"
             )
+    done = checkpoint["epoch"] + 1  # saved at the end of epoch number "epoch", counted from 0
+    if done >= epochs:
+        raise UserError(
+            f"{file} has already trained {done} epochs and this run asks for epochs={epochs}; "
+            f"ask for more to train on, or evaluate it: python -m vae.evaluate ckpt={file}"
+        )
 
 
 def _comparable(value: Any) -> Any:

@@ -46,6 +46,7 @@ def settings_of(cfg: DictConfig) -> dict:
         "adam_eps": cfg.adam_eps,
         "batch_size": cfg.batch_size,
         "epochs": cfg.epochs,
+        "precision": cfg.precision,
         "seed": cfg.seed,
     }
 
@@ -83,7 +84,7 @@ def train(cfg: DictConfig) -> None:
         raise UserError(f"{error} (model={HydraConfig.get().runtime.choices.get('model')})") from error
     if resume is not None:
         checkpoint = read_checkpoint(resume)
-        check_resumable(checkpoint, model, resume)
+        check_resumable(checkpoint, model, cfg.epochs, resume)
         print(
             f"resuming from {resume} (epoch {checkpoint['epoch']}, global step {checkpoint['global_step']})"
         )
