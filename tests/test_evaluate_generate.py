@@ -83,10 +83,16 @@ def test_a_checkpoint_carrying_pickled_code_is_refused_not_run(finished_run: Pat
 def test_missing_and_non_checkpoint_files_are_refused(tmp_path: Path):
     with pytest.raises(UserError, match="no checkpoint"):
         load_run(tmp_path / "missing.ckpt", batch_size=8, dataset_root=None, device="cpu")
-    junk = tmp_path / "junk.ckpt"
-    junk.write_bytes(b"this is not a checkpoint")
-    with pytest.raises(UserError, match="not a loadable vae checkpoint"):
-        load_run(junk, batch_size=8, dataset_root=None, device="cpu")
+    for name, contents in [
+        ("junk.ckpt", b"this is not a checkpoint"),
+        ("pickle.ckpt", b"\x80\x02 not a checkpoint"),
+    ]:
+        junk = tmp_path / name
+        junk.write_bytes(contents)
+        with pytest.raises(UserError, match="not a loadable vae checkpoint") as refused:
+            load_run(junk, batch_size=8, dataset_root=None, device="cpu")
+        assert "weights_only` set to `False`" not in str(refused.value)  # torch's advice would run its code
+        assert "\n" not in str(refused.value)
 
 
 @pytest.mark.parametrize(

@@ -73,7 +73,23 @@ def read_checkpoint(file: Path) -> dict:
     try:
         return torch.load(file, map_location="cpu", weights_only=True)
     except Exception as error:  # arbitrary bytes make the unpickler raise almost anything
-        raise UserError(f"{file} is not a loadable vae checkpoint ({_first_line(error)})") from error
+        raise UserError(f"{file} is not a loadable vae checkpoint ({_load_failure(error)})") from error
+
+
+def _load_failure(error: Exception) -> str:
+    """Why ``torch.load`` refused the file, without torch's advice to retry with weights_only=False.
+
+    That advice would run whatever code the file carries; a vae.train checkpoint holds only
+    tensors and plain values, so a file refused here is damaged, not a checkpoint, or unsafe.
+    """
+    text = str(error)
+    if not text.startswith("Weights only load failed"):
+        return _first_line(error)
+    boilerplate = ("Please file an issue", "Check the documentation")
+    reasons = [
+        line.strip() for line in text.splitlines()[1:] if line.strip() and not line.startswith(boilerplate)
+    ]
+    return f"it holds more than tensors and plain values: {reasons[0] if reasons else 'unreadable'}"
 
 
 # The hyperparameters that fix the weights' shapes: a checkpoint can only resume a run that agrees.
