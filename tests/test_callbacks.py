@@ -130,3 +130,17 @@ def test_the_progress_bar_shows_the_epochs_running_means(make_vae):
     for name in ("recon", "kl"):
         assert shown[name] == f"{float(trainer.callback_metrics[f'train/{name}']):.2f}"
     assert "loss" not in shown
+
+
+def test_a_run_stopped_by_an_error_ends_the_progress_bars_line_first(make_vae, capsys):
+    model = make_vae()
+    model.training_step = lambda batch, batch_idx: VAE.training_step(model, batch, batch_idx) * float("nan")
+    trainer = quiet_trainer(
+        max_epochs=1,
+        enable_checkpointing=False,
+        enable_progress_bar=True,
+        callbacks=[LossProgressBar(refresh_rate=1), StopOnNonFiniteLoss(check_every=1)],
+    )
+    with pytest.raises(UserError):
+        trainer.fit(model, uint8_loader(random_images(12), batch_size=5))
+    assert capsys.readouterr().out.endswith("\n")  # the error line will not follow the bar on its line

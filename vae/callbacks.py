@@ -98,6 +98,12 @@ class LossProgressBar(TQDMProgressBar):
     bar refreshes (every ``refresh_rate`` steps), never per step.
     """
 
+    def on_exception(self, trainer: pl.Trainer, pl_module: VAE, exception: BaseException) -> None:
+        # Closing ends the bars' line, so the one-line error is not printed after a bar.
+        for bar in (self._train_progress_bar, self._val_progress_bar, self._test_progress_bar):
+            if bar is not None:
+                bar.close()
+
     def get_metrics(self, trainer: pl.Trainer, pl_module: VAE) -> dict[str, int | str | float]:
         shown = super().get_metrics(trainer, pl_module)
         if trainer.training:
