@@ -1,6 +1,7 @@
 """`python -m vae.train` as a user runs it: on the real Fashion-MNIST files, then resumed."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from tests.conftest import QUICK, run_module
 from vae.module import VAE
+from vae.train import use_cached_gpu_check_without_gpus
 
 
 def test_events_hold_each_loss_term_and_the_pictures(finished_run: Path):
@@ -135,3 +137,11 @@ def test_a_compiled_run_exits_having_trained_the_same_model_as_eager(
         assert result.returncode == 0, result.stderr[-3000:]
         test_loss[compile] = json.loads((run_dir / "metrics.json").read_text())["metrics"]["test/loss"]
     assert test_loss["true"] == pytest.approx(test_loss["false"], rel=1e-4)
+
+
+@pytest.mark.parametrize(("gpus", "expected"), [(0, "0"), (1, "1")])
+def test_the_per_step_gpu_check_is_the_cached_one_only_without_gpus(monkeypatch, gpus: int, expected: str):
+    monkeypatch.setenv("PYTORCH_NVML_BASED_CUDA_CHECK", "1")  # as Lightning sets it at import
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    use_cached_gpu_check_without_gpus()
+    assert os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] == expected

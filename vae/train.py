@@ -1,10 +1,12 @@
 """`python -m vae.train [key=value ...]`: compose the config, build the pieces, fit, test."""
 
+import os
 import sys
 from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
+import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import TensorBoardLogger
@@ -90,8 +92,22 @@ def train(cfg: DictConfig) -> None:
         )
     model.use_fast_paths(channels_last=cfg.channels_last, compile=cfg.compile)
     trainer = build_trainer(cfg, run_dir)
+    use_cached_gpu_check_without_gpus()
     trainer.fit(model, datamodule=datamodule, ckpt_path=resume, weights_only=True)
     trainer.test(model, datamodule=datamodule)
+
+
+def use_cached_gpu_check_without_gpus() -> None:
+    """On a machine without GPUs, lets ``torch.cuda.is_available()`` use its cached answer.
+
+    Lightning sets ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` at import, so that looking for GPUs
+    does not start CUDA before processes fork. torch's Adam looks at every step, and where
+    the NVML library is missing that look tries to load it again each time before falling
+    back to CUDA's own (cached) count: 0.2-0.26 ms a step here, 5-7% of the bf16 MLP step of
+    ``pytorch_examples_mnist``. Without a GPU there is no CUDA to start, so nothing is lost.
+    """
+    if torch.cuda.device_count() == 0:
+        os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "0"
 
 
 DEVICE_SETTINGS = ("accelerator", "devices", "strategy", "num_nodes", "precision")
