@@ -34,6 +34,7 @@ from bench.report import (
 )
 from bench.timing import Task, Trainee, measure, training_variants
 from bench.workloads import PRESETS, Preset, Workload, load_workload
+from vae.train import use_cached_gpu_check_without_gpus
 
 CONV_PRESET = "conv"  # the net of the IWAE and bf16 accuracy checks (skipped when not benched)
 QUICK_PRESETS = ("mlp", "conv", "cartoon64")  # both families and both data paths
@@ -193,6 +194,7 @@ def main() -> None:
     arguments = parse_arguments()
     settings = settings_for(arguments)
     torch.set_num_threads(arguments.threads)
+    use_cached_gpu_check_without_gpus()  # as vae.train does: every variant's Adam checks for a GPU
     started = datetime.datetime.now()
     with CpuShare() as share:
         results = []

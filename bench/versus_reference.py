@@ -7,6 +7,7 @@ memory too, which Linux carries over from the fork into the child's high-water m
 """
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -17,6 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 TEST_LOSS_LINE = re.compile(r"====> Test set loss: ([0-9.]+)")
+# Set by the Lightning this process imported (and by vae.train itself); a user's shell does not
+# have it, and under it torch's Adam in the script would look for GPUs through NVML every step.
+LIGHTNING_SETTING = "PYTORCH_NVML_BASED_CUDA_CHECK"
 
 
 @dataclass(frozen=True)
@@ -55,7 +59,10 @@ class ResidentWatch(threading.Thread):
 def run_process(command: list[str]) -> tuple[float, int | None, int, str]:
     """Run ``command`` to completion: (wall seconds, peak RSS bytes, exit code, stdout + stderr)."""
     started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    environment = {name: value for name, value in os.environ.items() if name != LIGHTNING_SETTING}
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment
+    )
     watch = ResidentWatch(process.pid)
     watch.start()
     output, _ = process.communicate()
