@@ -103,7 +103,7 @@ def use_cached_gpu_check_without_gpus() -> None:
     Lightning sets ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` at import, so that looking for GPUs
     does not start CUDA before processes fork. torch's Adam looks at every step, and where
     the NVML library is missing that look tries to load it again each time before falling
-    back to CUDA's own (cached) count: 0.2-0.26 ms a step here, 5-7% of the bf16 MLP step of
+    back to CUDA's own (cached) count: 0.2-0.36 ms a step here, 5-7% of the bf16 MLP step of
     ``pytorch_examples_mnist``. Without a GPU there is no CUDA to start, so nothing is lost.
     """
     if torch.cuda.device_count() == 0:
