@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 TEST_LOSS_LINE = re.compile(r"====> Test set loss: ([0-9.]+)")
-# Set by the Lightning this process imported (and by vae.train itself); a user's shell does not
-# have it, and under it torch's Adam in the script would look for GPUs through NVML every step.
+# Set to 1 by the Lightning this process imported (bench.speed then sets it to 0 without GPUs);
+# a user's shell has neither, and under 1 the script's Adam would look for GPUs through NVML
+# every step. Each command gets the environment without it (vae.train sets its own).
 LIGHTNING_SETTING = "PYTORCH_NVML_BASED_CUDA_CHECK"
 
 
