@@ -35,6 +35,16 @@ def data_dir() -> Path:
     return target
 
 
+# The PNG files a finished run of a 2-D latent space leaves in its folder.
+RUN_PICTURES = {
+    "latent_scatter",
+    "latent_test",
+    "samples_prior",
+    "samples_uniform",
+    "reconstructions",
+    "latent_manifold",
+}
+
 # A training run cut to a few batches: enough to exercise every stage and write every file.
 QUICK = [
     "accelerator=cpu",

@@ -8,7 +8,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from tests.conftest import quiet_trainer, random_images, uint8_loader
+from tests.conftest import RUN_PICTURES, quiet_trainer, random_images, uint8_loader
 from vae.callbacks import LatentPictures, LossProgressBar, StopOnNonFiniteLoss, checkpoint_callbacks
 from vae.data.memory import InMemoryImages
 from vae.errors import UserError
@@ -81,6 +81,32 @@ def test_pictures_of_a_larger_latent_space_have_no_manifold(make_vae):
     _, pictures = pictures_for(make_vae, latent_dim=16)
     assert "latent/manifold" not in pictures
     assert "PCA" in pictures["latent/scatter"].axes[0].get_title()
+
+
+# Steps taken after the last validation (a run stopped mid-epoch, or validating every n
+# epochs) change the model: the saved pictures must then be drawn again.
+@pytest.mark.parametrize("steps_since_validation", [0, 3])
+def test_pictures_saved_at_the_end_are_drawn_again_only_after_more_training(
+    make_vae, tmp_path: Path, steps_since_validation: int
+):
+    model = make_vae((1, 28, 28), latent_dim=2)
+    images = InMemoryImages(torch.randint(0, 256, (40, 1, 28, 28), dtype=torch.uint8), torch.arange(40) % 3)
+    datamodule = SimpleNamespace(val_set=images, test_set=images, class_names=["a", "b", "c"])
+    trainer = SimpleNamespace(
+        datamodule=datamodule, sanity_checking=False, is_global_zero=True, loggers=[], current_epoch=0,
+        global_step=10, default_root_dir=tmp_path,
+    )  # fmt: skip
+    callback = LatentPictures(scatter_points=30, grid_size=4, manifold_size=5, seed=0)
+    callback.setup(trainer, model, "fit")
+    renders = []
+    render = callback.render
+    callback.render = lambda *args: renders.append(args) or render(*args)
+    callback.on_validation_epoch_end(trainer, model)
+    trainer.global_step += steps_since_validation
+    trainer.current_epoch = 1
+    callback.on_train_end(trainer, model)
+    assert len(renders) == (1 if steps_since_validation == 0 else 2)
+    assert {path.stem for path in tmp_path.glob("*.png")} == RUN_PICTURES
 
 
 class DivergesAtStep4(WorseEveryEpoch):

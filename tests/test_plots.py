@@ -75,3 +75,17 @@ def test_scatter_of_many_dimensions_says_it_shows_principal_components():
     figure = plots.latent_scatter(torch.randn(50, 16), None, None, "means")
     assert "PCA of 16-d" in figure.axes[0].get_title()
     assert figure.axes[0].get_legend() is None
+
+
+def test_a_redrawn_scatter_is_the_picture_a_new_figure_would_be():
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(60) % 3
+    before, after = 50 + 10 * torch.randn(60, 5, generator=generator), torch.randn(60, 5, generator=generator)
+    reused = plots.LatentScatter(labels, ["zero", "one", "two"], dims=5)
+    reused.draw(before, "epoch 1")  # far away and wider: limits that must not linger
+    redrawn = plots.pixels(reused.draw(after, "epoch 2"))
+    fresh = plots.pixels(plots.latent_scatter(after, labels, ["zero", "one", "two"], "epoch 2"))
+    assert np.array_equal(redrawn, fresh)
+    low, high = reused.axes.get_xlim()
+    projected = plots.principal_components(after)[:, 0]
+    assert low < projected.min() and projected.max() < high < 2 * projected.abs().max()

@@ -8,7 +8,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.conftest import QUICK, run_module
+from tests.conftest import QUICK, RUN_PICTURES, run_module
 from vae.module import VAE
 from vae.train import use_cached_gpu_check_without_gpus
 
@@ -26,6 +26,14 @@ def test_events_hold_each_loss_term_and_the_pictures(finished_run: Path):
     assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
 
 
+def test_the_run_folders_pictures_are_tensorboards_last_ones(finished_run: Path):
+    events = EventAccumulator(str(finished_run), size_guidance={"images": 0})
+    events.Reload()
+    for tag in events.Tags()["images"]:
+        last = events.Images(tag)[-1]
+        assert (finished_run / f"{tag.replace('/', '_')}.png").read_bytes() == last.encoded_image_string, tag
+
+
 def test_run_folder_has_metrics_pictures_and_a_final_checkpoint(finished_run: Path):
     summary = json.loads((finished_run / "metrics.json").read_text())
     assert summary["settings"]["dataset"] == "fashion_mnist" and summary["settings"]["latent_dim"] == 2
@@ -36,14 +44,7 @@ def test_run_folder_has_metrics_pictures_and_a_final_checkpoint(finished_run: Pa
         assert metrics[key] > 0, key
     # Per-image losses: recon summed over 784 pixels, so hundreds of nats early in training.
     assert 50 < metrics["test/recon"] < 784
-    for picture in (
-        "latent_scatter",
-        "latent_test",
-        "samples_prior",
-        "samples_uniform",
-        "reconstructions",
-        "latent_manifold",
-    ):
+    for picture in RUN_PICTURES:
         assert (finished_run / f"{picture}.png").stat().st_size > 1000
     assert (finished_run / ".hydra" / "config.yaml").exists()
     assert torch.load(finished_run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1

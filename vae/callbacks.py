@@ -3,6 +3,7 @@
 import json
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import pytorch_lightning as pl
 import torch
@@ -134,8 +135,11 @@ class LatentPictures(pl.Callback):
         datamodule = trainer.datamodule
         self.images, self.labels = self._scatter_set(datamodule.val_set)
         self.class_names = getattr(datamodule, "class_names", None)
+        latent_dim = pl_module.hparams.latent_dim
+        self.scatter = plots.LatentScatter(self.labels, self.class_names, latent_dim)
         generator = torch.Generator().manual_seed(self.seed)
-        self.prior = torch.randn(self.grid_size**2, pl_module.hparams.latent_dim, generator=generator)
+        self.prior = torch.randn(self.grid_size**2, latent_dim, generator=generator)
+        self.latest: tuple[int, dict[str, EncodedPicture]] | None = None  # (global step, pictures)
 
     def _scatter_set(self, dataset) -> tuple[Tensor, Tensor | None]:
         return dataset.head(self.scatter_points)  # labels None for unlabelled data: one colour
@@ -155,9 +159,7 @@ class LatentPictures(pl.Callback):
         shown = to_unit_interval(self.images[: self.grid_size**2].to(module.device))
         per_row = min(self.grid_size, len(shown))
         pictures: dict[str, Tensor | Figure] = {
-            "latent/scatter": plots.latent_scatter(
-                means, self.labels, self.class_names, f"validation means after {epochs_done} epochs"
-            ),
+            "latent/scatter": self.scatter.draw(means, f"validation means after {epochs_done} epochs"),
             "samples/prior": plots.image_grid(module.decode(self.prior.to(module.device)), self.grid_size),
             "samples/uniform": plots.image_grid(module.decode(box.to(module.device)), self.grid_size),
             "reconstructions": plots.reconstruction_grid(shown, module.reconstruct(shown), per_row),
@@ -180,39 +182,57 @@ class LatentPictures(pl.Callback):
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: VAE) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
-        pictures = self.render(pl_module, trainer.current_epoch + 1)
+        pictures = encode(self.render(pl_module, trainer.current_epoch + 1))
         _log_pictures(trainer, pictures)
+        self.latest = (trainer.global_step, pictures)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: VAE) -> None:
         if not trainer.is_global_zero:
             return
-        pictures = self.render(pl_module, trainer.current_epoch)
+        if self.latest is not None and self.latest[0] == trainer.global_step:
+            pictures = self.latest[1]  # no step since the last validation: the same pictures
+        else:
+            pictures = encode(self.render(pl_module, trainer.current_epoch))
         test_set = getattr(trainer.datamodule, "test_set", None)
         if test_set is not None:
-            pictures["latent/test"] = self.test_scatter(pl_module, test_set)
-            _log_pictures(trainer, {"latent/test": pictures["latent/test"]})
+            test = encode({"latent/test": self.test_scatter(pl_module, test_set)})
+            _log_pictures(trainer, test)
+            pictures = {**pictures, **test}
         folder = Path(trainer.default_root_dir)
         for tag, picture in pictures.items():
-            plots.save_png(picture, folder / f"{tag.replace('/', '_')}.png")
+            (folder / f"{tag.replace('/', '_')}.png").write_bytes(picture.png)
 
 
-def _log_pictures(trainer: pl.Trainer, pictures: dict[str, Tensor | Figure]) -> None:
-    """Each picture encoded once, as the image summary ``SummaryWriter.add_image`` would write.
+class EncodedPicture(NamedTuple):
+    """A picture's PNG file contents and the shape of its pixels (``[H, W]`` or ``[H, W, C]``)."""
+
+    png: bytes
+    shape: tuple[int, ...]
+
+
+def encode(pictures: dict[str, Tensor | Figure]) -> dict[str, EncodedPicture]:
+    """Each picture drawn and PNG-encoded once, for TensorBoard and for the run folder alike."""
+    encoded = {}
+    for tag, picture in pictures.items():
+        values = plots.pixels(picture)
+        encoded[tag] = EncodedPicture(plots.png(values), values.shape)
+    return encoded
+
+
+def _log_pictures(trainer: pl.Trainer, pictures: dict[str, EncodedPicture]) -> None:
+    """The image summaries ``SummaryWriter.add_image`` would write, from PNGs already encoded.
 
     ``add_image`` converts to float and back and always encodes three channels at zlib level
     6: 25 ms a grid against 3 ms here, most of the pictures' cost after a short epoch.
     """
     writers = [logger.experiment for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
-    if not writers:
-        return
     for tag, picture in pictures.items():
-        values = plots.pixels(picture)
-        height, width, *channels = values.shape
+        height, width, *channels = picture.shape
         image = Summary.Image(
             height=height,
             width=width,
             colorspace=channels[0] if channels else 1,
-            encoded_image_string=plots.png(values),
+            encoded_image_string=picture.png,
         )
         for writer in writers:  # through the writer every add_* method uses (reopened if closed)
             writer._get_file_writer().add_summary(
