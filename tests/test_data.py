@@ -6,11 +6,12 @@ import struct
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
 from torchvision import datasets
 
 from vae.data import build_datamodule, memory
-from vae.data.memory import IndexBatches, InMemoryImages
+from vae.data.memory import IndexBatches, InMemoryImages, batch_loader
 from vae.data.mnist import MNISTDataModule
 from vae.errors import UserError
 
@@ -195,7 +196,7 @@ def test_static_binarization_is_one_fixed_bernoulli_draw_of_each_image(tmp_path,
 def test_index_batches_depend_on_seed_and_epoch_and_shard_without_overlap():
     def positions(shard: int, shards: int, epoch: int, shuffle: bool = True, size: int = 103) -> list[int]:
         batches = IndexBatches(size, 10, shuffle, seed=7, shard=shard, shards=shards)
-        batches.set_epoch(epoch)
+        batches.sampler.set_epoch(epoch)  # where Lightning calls it
         assert len(list(batches)) == len(batches)
         return torch.cat(list(batches)).tolist()
 
@@ -223,3 +224,40 @@ def test_a_split_moves_whole_onto_an_accelerator_only_where_it_fits(monkeypatch,
     if not moved:
         assert torch.equal(batch, images[[7, 1]]) and placed is split
     assert split.on(torch.device("cpu")) is split
+
+
+class RecordsLabels(pl.LightningModule):
+    """The smallest model Lightning will fit; it keeps the labels of each epoch's batches."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(()))
+        self.epochs: list[list[int]] = []
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        if batch_idx == 0:
+            self.epochs.append([])
+        self.epochs[-1] += batch[1].tolist()
+        return (self.weight - 1) ** 2
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_each_epoch_of_a_fit_sees_the_images_in_a_new_order():
+    """Lightning tells the epoch to ``batch_sampler.sampler``; a sampler it misses shuffles once."""
+    images = InMemoryImages(torch.zeros(40, 1, 2, 2, dtype=torch.uint8), torch.arange(40))
+    model = RecordsLabels()
+    trainer = pl.Trainer(
+        max_epochs=3,
+        accelerator="cpu",
+        use_distributed_sampler=False,  # as vae.train builds it
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(model, train_dataloaders=batch_loader(images, 8, shuffle=True, seed=0))
+    assert len(model.epochs) == 3
+    assert all(sorted(order) == list(range(40)) for order in model.epochs)
+    assert len({tuple(order) for order in model.epochs}) == 3

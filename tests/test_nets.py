@@ -77,6 +77,14 @@ def test_sizes_the_strides_cannot_produce_are_rejected():
         build_networks((1, 30, 30), 2, True, **preset("conv"))
 
 
+@pytest.mark.parametrize("kernel_size", [1, 5])
+def test_odd_kernels_keep_the_image_size_and_even_ones_are_rejected(kernel_size: int):
+    encoder, decoder = build_networks((1, 28, 28), 2, True, **{**preset("conv"), "kernel_size": kernel_size})
+    assert decoder(encoder(torch.rand(3, 1, 28, 28))[0]).shape == (3, 1, 28, 28)
+    with pytest.raises(ValueError, match="kernel_size must be odd"):
+        build_networks((1, 28, 28), 2, True, **{**preset("conv"), "kernel_size": kernel_size + 1})
+
+
 def test_unknown_family_and_bad_latent_size_are_rejected():
     with pytest.raises(ValueError, match="unknown model family"):
         build_networks((1, 28, 28), 2, True, family="transformer")

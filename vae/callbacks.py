@@ -149,7 +149,7 @@ class LatentPictures(pl.Callback):
         """The pictures of the module as it is now, by TensorBoard tag."""
         was_training = module.training
         module.eval()
-        means = posterior_means(module, self.images)
+        means = posterior_means(module, self.images).cpu()  # uniform_within draws on the CPU
         box = uniform_within(
             means.min(0).values,
             means.max(0).values,

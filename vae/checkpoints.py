@@ -9,7 +9,7 @@ import torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from vae.data import build_datamodule
-from vae.errors import UserError
+from vae.errors import UserError, first_line
 from vae.module import VAE
 
 
@@ -84,7 +84,7 @@ def _load_failure(error: Exception) -> str:
     """
     text = str(error)
     if not text.startswith("Weights only load failed"):
-        return _first_line(error)
+        return first_line(error)
     boilerplate = ("Please file an issue", "Check the documentation")
     reasons = [
         line.strip() for line in text.splitlines()[1:] if line.strip() and not line.startswith(boilerplate)
@@ -127,10 +127,6 @@ def _comparable(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-def _first_line(error: Exception) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-
-
 def load_run(
     path: str | Path, batch_size: int, dataset_root: str | None, device: str
 ) -> tuple[VAE, pl.LightningDataModule, Path]:
@@ -145,7 +141,7 @@ def load_run(
         model = VAE(**checkpoint["hyper_parameters"])
         model.load_state_dict(checkpoint["state_dict"])
     except Exception as error:  # a dict of the wrong shape: not written by vae.train
-        raise UserError(f"{file} is not a loadable vae checkpoint ({_first_line(error)})") from error
+        raise UserError(f"{file} is not a loadable vae checkpoint ({first_line(error)})") from error
     dataset = dict(checkpoint.get("datamodule_hyper_parameters", {}))
     if not dataset:
         raise UserError(f"{file} records no dataset; it was not written by python -m vae.train")

@@ -10,6 +10,11 @@ class UserError(Exception):
     """Something the user can fix (a config value, a missing file): the message says what and how."""
 
 
+def first_line(error: Exception) -> str:
+    """An error's first line, or its type's name when it has no message: a reason to quote."""
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
 def exits_on_user_error(entry_point: Callable[..., Any]) -> Callable[..., Any]:
     """Print a ``UserError`` as one line on stderr and exit with status 2, without a traceback."""
 

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from vae.module import VAE, to_unit_interval
-from vae.objectives import gaussian_kl_per_dim, iwae_nll, log_likelihood, log_normal
+from vae.objectives import gaussian_kl_per_dim, iwae_nll, log_likelihood, log_normal, reparameterize
 
 
 def test_images(datamodule, limit: int | None) -> Tensor:
@@ -52,7 +52,7 @@ def bounds(model: VAE, x: Tensor, k: int, chunk: int, generator: torch.Generator
     for start in range(0, k, chunk):
         draws = min(chunk, k - start)
         eps = torch.randn((draws, *mu.shape), generator=generator, device=mu.device)
-        z = mu + torch.exp(0.5 * logvar) * eps  # [draws, images, D]
+        z = reparameterize(mu, logvar, eps)  # [draws, images, D]
         logits = model.decoder(z.flatten(0, 1))
         targets = x.expand(draws, *x.shape).flatten(0, 1)
         log_px = log_likelihood(hp.recon, logits, targets, hp.mse_scale).view(draws, len(x))

@@ -40,9 +40,8 @@ def latent_grid(cfg: DictConfig, model: VAE, datamodule) -> tuple[torch.Tensor, 
         pairs = picks[: 2 * min(cfg.rows, len(means) // 2)].view(-1, 2)
         rows = [latents.interpolate(means[a], means[b], cfg.steps, cfg.spherical) for a, b in pairs]
         return torch.cat(rows), cfg.steps
-    if cfg.mode == "traverse":
-        return latents.traverse(means[picks[0]], min(cfg.rows, latent_dim), cfg.steps, cfg.extent), cfg.steps
-    raise UserError(f"mode must be one of {MODES}, got {cfg.mode!r}")
+    # traverse, the one mode left (main refuses any other)
+    return latents.traverse(means[picks[0]], min(cfg.rows, latent_dim), cfg.steps, cfg.extent), cfg.steps
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="generate")

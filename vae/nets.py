@@ -121,6 +121,8 @@ def build_conv(
         raise ValueError("encoder_channels and encoder_strides need one entry per layer")
     if len(decoder_channels) != len(decoder_strides) or not decoder_channels:
         raise ValueError("decoder_channels and decoder_strides need one entry per layer")
+    if kernel_size % 2 == 0:  # 'same' sizes need a centre pixel: (k - 1) / 2 padding each side
+        raise ValueError(f"kernel_size must be odd for 'same' convolutions, got {kernel_size}")
     in_channels, height, width = image_shape
     padding = kernel_size // 2
 

@@ -36,6 +36,7 @@ class InMemoryImages(Dataset):
         ten times as long (60 against 6 us for 128 rows), a few percent of an MLP step.
         """
         rows = index if self.rows is None else self.rows.index_select(0, index)
+        rows = rows.to(self.images.device)  # positions come from the CPU, images may be on a GPU
         labels = None if self.labels is None else self.labels.index_select(0, rows)
         return self.images.index_select(0, rows), labels
 
@@ -67,8 +68,8 @@ def free_bytes(device: torch.device) -> int:
     return torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else 0
 
 
-class IndexBatches(Sampler[Tensor]):
-    """Batches of dataset positions: slices of one permutation per epoch (or of 0..N-1).
+class EpochPositions(Sampler[int]):
+    """One process's dataset positions for an epoch: one permutation per epoch (or 0..N-1).
 
     The permutation depends only on ``seed`` and the epoch Lightning passes to ``set_epoch``,
     so a run resumed from a checkpoint sees the batches the uninterrupted run would have.
@@ -76,17 +77,15 @@ class IndexBatches(Sampler[Tensor]):
     training shards are cut to equal length so every process steps the same number of times.
     """
 
-    def __init__(
-        self, size: int, batch_size: int, shuffle: bool, seed: int, shard: int = 0, shards: int = 1
-    ) -> None:
-        self.size, self.batch_size, self.shuffle, self.seed = size, batch_size, shuffle, seed
+    def __init__(self, size: int, shuffle: bool, seed: int, shard: int = 0, shards: int = 1) -> None:
+        self.size, self.shuffle, self.seed = size, shuffle, seed
         self.shard, self.shards = shard, shards
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _positions(self) -> Tensor:
+    def positions(self) -> Tensor:
         if not self.shuffle:
             return torch.arange(self.shard, self.size, self.shards)
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
@@ -94,14 +93,34 @@ class IndexBatches(Sampler[Tensor]):
         return order[: self.size - self.size % self.shards][self.shard :: self.shards]
 
     def __iter__(self):
-        return iter(self._positions().split(self.batch_size))
+        return iter(self.positions().tolist())
 
     def __len__(self) -> int:
         if self.shuffle:
-            positions = self.size // self.shards
-        else:
-            positions = len(range(self.shard, self.size, self.shards))
-        return math.ceil(positions / self.batch_size)
+            return self.size // self.shards
+        return len(range(self.shard, self.size, self.shards))
+
+
+class IndexBatches(Sampler[Tensor]):
+    """``EpochPositions`` cut into batches, each one tensor of positions.
+
+    The positions are this batch sampler's ``sampler`` because that is where Lightning looks
+    for ``set_epoch`` at the start of every epoch (``batch_sampler.sampler``).
+    """
+
+    def __init__(
+        self, size: int, batch_size: int, shuffle: bool, seed: int, shard: int = 0, shards: int = 1
+    ) -> None:
+        self.sampler = EpochPositions(size, shuffle, seed, shard, shards)
+        self.batch_size = batch_size
+
+    def __iter__(self):
+        # A generator: the positions are drawn at the first batch, not when the iterator is
+        # made; Lightning makes a resumed run's iterator before it sets that epoch.
+        yield from self.sampler.positions().split(self.batch_size)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.sampler) / self.batch_size)
 
 
 def _batch_as_fetched(batch: tuple[Tensor, Tensor | None]) -> tuple[Tensor, Tensor | None]:

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torchvision import datasets
 
 from vae.data.memory import InMemoryDataModule, InMemoryImages
-from vae.errors import UserError
+from vae.errors import UserError, first_line
 
 SOURCES = {"mnist": datasets.MNIST, "fashion_mnist": datasets.FashionMNIST}
 
@@ -24,10 +24,9 @@ def load_split(name: str, root: str | Path, train: bool) -> datasets.MNIST:
     except (RuntimeError, OSError) as error:
         raw = Path(root) / source.__name__ / "raw"
         files = ", ".join(file for file, _ in source.resources)
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserError(
             f"{source.__name__} files are missing or corrupt in {raw} and could not be "
-            f"downloaded ({reason}). Expected: {files}. Either connect to the internet so "
+            f"downloaded ({first_line(error)}). Expected: {files}. Either connect to the internet so "
             f"torchvision can download them, or copy those files into {raw} "
             f"(or set VAE_DATA_DIR / data_dir= to a folder holding {source.__name__}/raw/)."
         ) from error
