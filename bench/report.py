@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from bench import iwae, precision, versus_reference
+from bench import iwae, own_process, precision, versus_reference
 from bench.timing import Record, Variant
 from bench.workloads import BATCH_SIZE, Workload
 
@@ -260,6 +260,24 @@ def reference_table(rounds: list[list[versus_reference.ProcessRun]]) -> str:
     )
 
 
+def own_process_table(commands: list[own_process.Command], rounds: list[list[float]]) -> str:
+    """One row per command: its median images/s, and the median of its per-round ratios to the
+    plain script's run in the same round."""
+    rows = []
+    for index, command in enumerate(commands):
+        rates = [round_[index] for round_ in rounds]
+        ratios = [round_[index] / round_[0] for round_ in rounds]
+        rows.append(
+            [
+                command.label,
+                command.variant.name,
+                f"{statistics.median(rates):.0f} ({', '.join(f'{rate:.0f}' for rate in rates)})",
+                _times(statistics.median(ratios)),
+            ]
+        )
+    return table(["process", "variant", "images/s, median (each round)", "x plain script (median)"], rows)
+
+
 def _load_line(threads: int, others: float | None) -> str:
     if others is None:
         return "- Other processes' share of the CPU: unknown (no /proc/stat)"
@@ -301,6 +319,10 @@ def settings_lines(warmup: int, rounds: int, threads: int, others: float | None)
         "- Lightning rows: `trainer.fit` of the same module and loader (a new fit each turn, its first batch "
         "untimed), without logger, checkpoints and validation; 'as vae.train runs it' takes the config's "
         "`precision`, `channels_last` and `compile` and refreshes the progress bar every step",
+        "- Memory: these variants, the baseline included, share one process with glibc's default "
+        "allocator, which hands freed memory back and faults it in again each step; `vae.train` keeps it "
+        "for reuse (`vae.entry.keep_freed_memory`), and only processes of their own can differ in that: "
+        "see the table of the plain script against vae.train's loop",
         "- Compile s depends on torch.compile's on-disk cache (`TORCHINDUCTOR_CACHE_DIR`, by default "
         "/tmp/torchinductor_<user>): a machine's first run compiles from scratch, later runs mostly load",
         "- Cartoon epoch: cartoonset100k minus 10% val and 10% test = 80,000 images. Its baseline builds "

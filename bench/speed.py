@@ -17,12 +17,13 @@ from pathlib import Path
 
 import torch
 
-from bench import iwae, precision, versus_reference
+from bench import iwae, own_process, precision, versus_reference
 from bench.lightning_loop import LightningTrainee, lightning_variants
 from bench.report import (
     PresetResult,
     detail_table,
     iwae_table,
+    own_process_table,
     precision_table,
     precision_verdict,
     presets_table,
@@ -171,6 +172,19 @@ def conv_sections(conv: Workload, settings: Settings) -> list[tuple[str, str]]:
     return [*sections, (title, precision_table(runs) + "\n\n" + precision_verdict(runs))]
 
 
+def own_process_sections(conv: Workload, settings: Settings) -> list[tuple[str, str]]:
+    """The plain script against vae.train's loop, each in its own process (see ``bench.own_process``)."""
+    rounds, steps = max(1, settings.rounds // 2), 2 * settings.steps_for(conv.preset)
+    print(f"timing the {CONV_PRESET} preset in processes of their own, {rounds} round(s) ...", flush=True)
+    commands = own_process.commands_for(CONV_PRESET)
+    measured = own_process.process_rounds(CONV_PRESET, commands, rounds, steps)
+    title = (
+        f"{CONV_PRESET}: the plain script against vae.train's loop, each in a process of its own, "
+        f"{steps} steps each, {rounds} round(s) taking turns"
+    )
+    return [(title, own_process_table(commands, measured))]
+
+
 def reference_sections(epochs: int, rounds: int) -> list[tuple[str, str]]:
     """The three commands take turns, ``rounds`` times, so that a slow spell of a shared
     machine lands on all of them; each round's ratios are to that round's script run."""
@@ -208,7 +222,7 @@ def main() -> None:
         ]
         conv = next((r.workload for r in results if r.workload.preset.name == CONV_PRESET), None)
         if conv is not None:
-            sections += conv_sections(conv, settings)
+            sections += own_process_sections(conv, settings) + conv_sections(conv, settings)
         if arguments.reference:
             sections += reference_sections(arguments.reference, arguments.reference_rounds)
     head = settings_lines(settings.warmup, settings.rounds, arguments.threads, share.others)

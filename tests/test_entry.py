@@ -78,3 +78,41 @@ def test_importing_vae_as_a_library_leaves_collection_alone():
         [sys.executable, "-c", GC_PROBE, "script.py"], capture_output=True, text=True, timeout=60
     )
     assert imported.stdout.startswith("True "), imported.stderr
+
+
+FREED_MEMORY_SCRIPT = textwrap.dedent(
+    """
+    import resource, sys, torch
+    from torch import nn
+    from vae.entry import keep_freed_memory
+
+    if sys.argv[1] == "keep":
+        keep_freed_memory()
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.LeakyReLU(), nn.Conv2d(32, 1, 3, padding=1))
+    optimizer = torch.optim.Adam(net.parameters())
+    images = torch.rand(128, 1, 28, 28)
+
+    def step():
+        optimizer.zero_grad()
+        net(images).square().mean().backward()
+        optimizer.step()
+
+    for _ in range(3):  # the heap grows to its working size in the first steps
+        step()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(5):
+        step()
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    """
+)
+
+
+def test_keep_freed_memory_lets_later_steps_reuse_pages_instead_of_faulting_them_in() -> None:
+    def page_faults(mode: str) -> int:
+        command = [sys.executable, "-c", FREED_MEMORY_SCRIPT, mode]
+        return int(subprocess.run(command, capture_output=True, text=True, timeout=120, check=True).stdout)
+
+    activation_pages = 128 * 32 * 28 * 28 * 4 // 4096  # one 32-channel activation of the batch, fp32
+    assert page_faults("default") > 2 * activation_pages  # glibc handed memory back; steps fault it in again
+    assert page_faults("keep") < activation_pages // 4

