@@ -19,7 +19,7 @@ import torch
 from bench.lightning_loop import LightningTrainee, lightning_variants
 from bench.timing import BASELINE, Task, Trainee, Variant, measure
 from bench.versus_reference import run_process
-from bench.workloads import PRESETS, load_workload
+from bench.workloads import PRESETS, Workload, load_workload
 from vae.entry import keep_freed_memory
 from vae.train import use_cached_gpu_check_without_gpus
 
@@ -33,9 +33,9 @@ class Command:
     keep_freed_memory: bool
 
 
-def commands_for(preset: str) -> list[Command]:
+def commands_for(workload: Workload) -> list[Command]:
     """The plain script (as users run it, then with vae.train's allocator setting) and vae.train's loops."""
-    as_configured, *_, bf16 = lightning_variants(load_workload(PRESETS[preset]))
+    as_configured, *_, bf16 = lightning_variants(workload)
     bf16_every_step = replace(
         bf16, name=bf16.name.replace("bar every 50 steps", "bar every step"), refresh_rate=1
     )

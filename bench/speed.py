@@ -176,7 +176,7 @@ def own_process_sections(conv: Workload, settings: Settings) -> list[tuple[str, 
     """The plain script against vae.train's loop, each in its own process (see ``bench.own_process``)."""
     rounds, steps = max(1, settings.rounds // 2), 2 * settings.steps_for(conv.preset)
     print(f"timing the {CONV_PRESET} preset in processes of their own, {rounds} round(s) ...", flush=True)
-    commands = own_process.commands_for(CONV_PRESET)
+    commands = own_process.commands_for(conv)
     measured = own_process.process_rounds(CONV_PRESET, commands, rounds, steps)
     title = (
         f"{CONV_PRESET}: the plain script against vae.train's loop, each in a process of its own, "
