@@ -23,6 +23,8 @@ from bench.workloads import PRESETS, Workload, load_workload
 from vae.entry import keep_freed_memory
 from vae.train import use_cached_gpu_check_without_gpus
 
+RESULT_PREFIX = '{"images_per_second"'
+
 
 @dataclass(frozen=True)
 class Command:
@@ -41,25 +43,35 @@ def commands_for(workload: Workload) -> list[Command]:
     )
     return [
         Command("plain script, glibc's default allocator", BASELINE, False),
-        Command("plain script, freed memory kept (as vae.train)", BASELINE, True),
-        Command("vae.train's loop, freed memory kept", as_configured, True),
-        Command("vae.train's loop, freed memory kept", bf16_every_step, True),
+        Command("plain script keeping freed memory, as vae.train does", BASELINE, True),
+        Command("vae.train's loop as configured", as_configured, True),
+        Command("vae.train's loop in bf16-mixed (seed001_fashion's precision)", bf16_every_step, True),
     ]
 
 
-def process_rounds(preset: str, commands: list[Command], rounds: int, steps: int) -> list[list[float]]:
-    """Images/s of each command in each round; the commands take turns, each in a new process."""
+def process_rounds(
+    preset: str, commands: list[Command], rounds: int, steps: int, threads: int
+) -> list[list[float]]:
+    """Images/s of each command in each round, in the order of ``commands``.
+
+    The commands take turns, each in a new process, starting one later each round (as
+    ``bench.timing.measure`` rotates its variants).
+    """
     measured = []
-    for _ in range(rounds):
-        row = []
-        for command in commands:
+    for round_index in range(rounds):
+        rates = {}
+        shift = round_index % len(commands)
+        for index in [*range(shift, len(commands)), *range(shift)]:
+            command = commands[index]
             argv = [sys.executable, "-m", "bench.own_process", preset, json.dumps(asdict(command.variant))]
-            argv += [f"--steps={steps}", *(["--keep-freed-memory"] if command.keep_freed_memory else [])]
+            argv += [f"--steps={steps}", f"--threads={threads}"]
+            argv += ["--keep-freed-memory"] if command.keep_freed_memory else []
             _, _, code, output = run_process(argv)
-            if code:
+            lines = [line for line in output.splitlines() if line.startswith(RESULT_PREFIX)]
+            if code or not lines:
                 raise RuntimeError(f"{command.label} failed:\n{output[-3000:]}")
-            row.append(json.loads(output.strip().splitlines()[-1])["images_per_second"])
-        measured.append(row)
+            rates[index] = json.loads(lines[-1])["images_per_second"]
+        measured.append([rates[index] for index in range(len(commands))])
     return measured
 
 

@@ -172,12 +172,12 @@ def conv_sections(conv: Workload, settings: Settings) -> list[tuple[str, str]]:
     return [*sections, (title, precision_table(runs) + "\n\n" + precision_verdict(runs))]
 
 
-def own_process_sections(conv: Workload, settings: Settings) -> list[tuple[str, str]]:
+def own_process_sections(conv: Workload, settings: Settings, threads: int) -> list[tuple[str, str]]:
     """The plain script against vae.train's loop, each in its own process (see ``bench.own_process``)."""
     rounds, steps = max(1, settings.rounds // 2), 2 * settings.steps_for(conv.preset)
     print(f"timing the {CONV_PRESET} preset in processes of their own, {rounds} round(s) ...", flush=True)
     commands = own_process.commands_for(conv)
-    measured = own_process.process_rounds(CONV_PRESET, commands, rounds, steps)
+    measured = own_process.process_rounds(CONV_PRESET, commands, rounds, steps, threads)
     title = (
         f"{CONV_PRESET}: the plain script against vae.train's loop, each in a process of its own, "
         f"{steps} steps each, {rounds} round(s) taking turns"
@@ -222,7 +222,9 @@ def main() -> None:
         ]
         conv = next((r.workload for r in results if r.workload.preset.name == CONV_PRESET), None)
         if conv is not None:
-            sections += own_process_sections(conv, settings) + conv_sections(conv, settings)
+            sections += own_process_sections(conv, settings, arguments.threads) + conv_sections(
+                conv, settings
+            )
         if arguments.reference:
             sections += reference_sections(arguments.reference, arguments.reference_rounds)
     head = settings_lines(settings.warmup, settings.rounds, arguments.threads, share.others)

@@ -43,23 +43,25 @@ def run_then_exit(command: Callable[[], object]) -> None:
 
 # glibc's mallopt parameters (malloc.h) and the sizes set for them.
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-HEAP_BLOCK_LIMIT = 256 * 2**20  # blocks up to this size come from the heap, which keeps them
-KEPT_FREE_HEAP = 512 * 2**20  # free heap is handed back to the system only above this
+HEAP_BLOCK_LIMIT = (
+    32 * 2**20
+)  # glibc's own ceiling for its moving threshold: blocks up to it come from the heap
+KEPT_FREE_HEAP = 512 * 2**20  # free memory at the heap's top is handed back only above this
 
 
 def keep_freed_memory() -> None:
-    """Keep the memory of freed tensors in the process, where the next step's tensors reuse it.
+    """Keep freed tensors' memory at hand for the next training step instead of handing it back.
 
-    glibc hands large freed blocks back to the system (blocks over 32 MiB at once, smaller
-    ones when the free heap top outgrows twice the largest block seen), so every training step
-    maps its activations afresh and the kernel zero-fills each page at first touch: 6,700
-    page faults a step for seed 001's conv net in bf16 and 18,000-23,000 in fp32 here, 15%
-    and 30% of its step time. After this a step faults almost never. The cost is memory the
-    process keeps between steps (at most ``KEPT_FREE_HEAP`` of free heap), not a higher peak.
-    It does what PyTorch's CPU performance guide gets from preloading jemalloc or tcmalloc,
-    without the extra library. Elsewhere than glibc (macOS, musl) it changes nothing.
+    glibc returns the free top of its heap to the system once it outgrows twice the largest
+    block seen, so every step maps its activations afresh and the kernel zero-fills each page
+    at first touch: 15-30% of a conv step on this project's CPU (README, Speed). Fixing both
+    thresholds keeps that memory, as preloading jemalloc or tcmalloc would. A user's own
+    ``MALLOC_*_`` or ``GLIBC_TUNABLES`` settings win; elsewhere than glibc nothing changes.
     """
+    if "GLIBC_TUNABLES" in os.environ or any(name.startswith("MALLOC_") for name in os.environ):
+        return
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(M_MMAP_THRESHOLD, HEAP_BLOCK_LIMIT)
-        libc.mallopt(M_TRIM_THRESHOLD, KEPT_FREE_HEAP)
+        # Setting either fixes both thresholds, so the trim one is set only if the first held.
+        if libc.mallopt(M_MMAP_THRESHOLD, HEAP_BLOCK_LIMIT):
+            libc.mallopt(M_TRIM_THRESHOLD, KEPT_FREE_HEAP)
