@@ -222,9 +222,8 @@ def main() -> None:
         ]
         conv = next((r.workload for r in results if r.workload.preset.name == CONV_PRESET), None)
         if conv is not None:
-            sections += own_process_sections(conv, settings, arguments.threads) + conv_sections(
-                conv, settings
-            )
+            sections += own_process_sections(conv, settings, arguments.threads)
+            sections += conv_sections(conv, settings)
         if arguments.reference:
             sections += reference_sections(arguments.reference, arguments.reference_rounds)
     head = settings_lines(settings.warmup, settings.rounds, arguments.threads, share.others)

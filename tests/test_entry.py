@@ -108,7 +108,10 @@ FREED_MEMORY_SCRIPT = textwrap.dedent(
             step()
         print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
-    train() if sys.argv[1] == "plain" else run_then_exit(train)
+    if sys.argv[1] == "plain":
+        train()
+    else:
+        run_then_exit(train)
     """
 )
 

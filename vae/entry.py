@@ -22,7 +22,8 @@ def run_then_exit(command: Callable[[], object]) -> None:
     (a UserError's status 2) leaves the normal way.
 
     Collection, paused while the command imported (``vae/__init__.py``), resumes here, with
-    the objects made so far frozen: later collections need not scan them again.
+    the objects made so far frozen: later collections need not scan them again. Freed memory
+    is kept for the next training step (``keep_freed_memory``).
     """
     gc.freeze()
     gc.enable()
@@ -43,9 +44,8 @@ def run_then_exit(command: Callable[[], object]) -> None:
 
 # glibc's mallopt parameters (malloc.h) and the sizes set for them.
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-HEAP_BLOCK_LIMIT = (
-    32 * 2**20
-)  # glibc's own ceiling for its moving threshold: blocks up to it come from the heap
+# Blocks up to this size come from the heap: glibc's own ceiling for its moving threshold.
+HEAP_BLOCK_LIMIT = 32 * 2**20
 KEPT_FREE_HEAP = 512 * 2**20  # free memory at the heap's top is handed back only above this
 
 
