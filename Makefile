@@ -2,14 +2,17 @@ VENV   ?= .venv
 PYTHON := $(VENV)/bin/python
 ARGS   ?=
 
-.PHONY: install test train tensorboard lint bench clean
+.PHONY: install test test-all train tensorboard lint bench clean
 
 install: ## create .venv and install the package with its dev tools
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --upgrade pip
 	$(PYTHON) -m pip install -e ".[dev]"
 
-test: ## run the test suite (copies the shared data into ./data once when it is beside the repo)
+test: ## the fast tier: unit tests, a few minutes at most on 2 CPU cores
+	$(PYTHON) -m pytest -m "not slow" $(ARGS)
+
+test-all: ## both tiers: also the end-to-end runs on the real data in ../shared/data (copied into ./data)
 	$(PYTHON) -m pytest $(ARGS)
 
 train: ## train the default VAE; pass overrides as ARGS="dataset=mnist latent_dim=16"

@@ -19,6 +19,7 @@ from pytorch_lightning.callbacks import TQDMProgressBar
 
 from bench.timing import Step, Variant
 from bench.workloads import BATCH_SIZE, Workload
+from vae.precision import choose_precision
 
 
 class BatchClock(pl.Callback):
@@ -52,21 +53,20 @@ def silenced() -> Iterator[None]:
 def lightning_variants(workload: Workload) -> list[Variant]:
     """The loop as ``vae.train`` runs it with the config's defaults, with a quieter bar, then bf16-mixed."""
     config, conv = workload.config, workload.config.model.family == "conv"
+    precision = choose_precision(config.precision, "cpu")[0]  # what precision=auto picks here
     channels_last = bool(config.channels_last) and conv
     switches = "".join((", channels_last" if channels_last else "", ", compile" if config.compile else ""))
     today = Variant(
-        f"Lightning fit as vae.train runs it ({config.precision}{switches}), bar every step",
+        f"Lightning fit as vae.train runs it ({precision}{switches}), bar every step",
         channels_last=channels_last,
-        bf16=config.precision.startswith("bf16"),
+        bf16=precision.startswith("bf16"),
         compile=config.compile,
         lightning=True,
     )
     layout = "channels_last + " if conv else ""
     return [
         today,
-        replace(
-            today, name=f"Lightning fit ({config.precision}{switches}), bar every 50 steps", refresh_rate=50
-        ),
+        replace(today, name=f"Lightning fit ({precision}{switches}), bar every 50 steps", refresh_rate=50),
         Variant(
             f"Lightning fit, {layout}bf16-mixed, bar every 50 steps",
             channels_last=conv,

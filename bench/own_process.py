@@ -1,6 +1,6 @@
 """The plain baseline and ``vae.train``'s loop, each timed in a process of its own, taking turns.
 
-``vae.train`` keeps freed memory for the next step (``vae.entry.keep_freed_memory``); a plain
+``vae.train`` keeps freed memory for the next step (``vae.allocator.keep_freed_memory``); a plain
 script leaves glibc's default, which hands it back and faults it in again every step. That
 setting holds for a whole process, so the in-process table of ``bench.speed`` runs every
 variant with glibc's default, and this module gives each command its own process:
@@ -12,7 +12,7 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import torch
 
@@ -20,8 +20,7 @@ from bench.lightning_loop import LightningTrainee, lightning_variants
 from bench.timing import BASELINE, Task, Trainee, Variant, measure
 from bench.versus_reference import run_process
 from bench.workloads import PRESETS, Workload, load_workload
-from vae.entry import keep_freed_memory
-from vae.train import use_cached_gpu_check_without_gpus
+from vae.allocator import keep_freed_memory
 
 RESULT_PREFIX = '{"images_per_second"'
 
@@ -37,15 +36,12 @@ class Command:
 
 def commands_for(workload: Workload) -> list[Command]:
     """The plain script (as users run it, then with vae.train's allocator setting) and vae.train's loops."""
-    as_configured, *_, bf16 = lightning_variants(workload)
-    bf16_every_step = replace(
-        bf16, name=bf16.name.replace("bar every 50 steps", "bar every step"), refresh_rate=1
-    )
+    as_configured = lightning_variants(workload)[0]
     return [
         Command("plain script, glibc's default allocator", BASELINE, False),
         Command("plain script keeping freed memory, as vae.train does", BASELINE, True),
         Command("vae.train's loop as configured", as_configured, True),
-        Command("vae.train's loop in bf16-mixed (seed001_fashion's precision)", bf16_every_step, True),
+        Command("vae.train's loop as configured, keep_freed_memory=false", as_configured, False),
     ]
 
 
@@ -84,7 +80,6 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     arguments = parser.parse_args()
     torch.set_num_threads(arguments.threads)
-    use_cached_gpu_check_without_gpus()  # undoes the setting this process's Lightning import made
     if arguments.keep_freed_memory:
         keep_freed_memory()
     variant = Variant(**json.loads(arguments.variant))

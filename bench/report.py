@@ -297,7 +297,8 @@ def machine_line(threads: int) -> str:
     model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "?")
     return (
         f"{model}, {os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} "
-        f"GiB; torch {torch.__version__} on CPU, {threads} threads; python {platform.python_version()}"
+        f"GiB; torch {torch.__version__} on CPU (capability {torch.backends.cpu.get_cpu_capability()}), "
+        f"{threads} threads; python {platform.python_version()}"
     )
 
 
@@ -321,7 +322,7 @@ def settings_lines(warmup: int, rounds: int, threads: int, others: float | None)
         "`precision`, `channels_last` and `compile` and refreshes the progress bar every step",
         "- Memory: these variants, the baseline included, share one process with glibc's default "
         "allocator, which hands freed memory back and faults it in again each step; `vae.train` keeps it "
-        "for reuse (`vae.entry.keep_freed_memory`), and only processes of their own can differ in that: "
+        "for reuse (`vae.allocator.keep_freed_memory`), and only processes of their own can differ in that: "
         "see the table of the plain script against vae.train's loop",
         "- Compile s depends on torch.compile's on-disk cache (`TORCHINDUCTOR_CACHE_DIR`, by default "
         "/tmp/torchinductor_<user>): a machine's first run compiles from scratch, later runs mostly load",

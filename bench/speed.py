@@ -35,7 +35,6 @@ from bench.report import (
 )
 from bench.timing import Task, Trainee, measure, training_variants
 from bench.workloads import PRESETS, Preset, Workload, load_workload
-from vae.train import use_cached_gpu_check_without_gpus
 
 CONV_PRESET = "conv"  # the net of the IWAE and bf16 accuracy checks (skipped when not benched)
 QUICK_PRESETS = ("mlp", "conv", "cartoon64")  # both families and both data paths
@@ -132,6 +131,12 @@ def parse_arguments() -> argparse.Namespace:
         "--reference-rounds", type=int, default=3, help="turns each of those commands takes (default 3)"
     )
     parser.add_argument(
+        "--targets",
+        action="store_true",
+        help="only the two speed targets: seed 001's net (the conv preset) against its plain script, "
+        "each in a process of its own, and --reference",
+    )
+    parser.add_argument(
         "--threads", type=int, default=len(os.sched_getaffinity(0)), help="torch threads (default: the cores)"
     )
     arguments = parser.parse_args()
@@ -192,8 +197,7 @@ def reference_sections(epochs: int, rounds: int) -> list[tuple[str, str]]:
     runs = [
         [
             versus_reference.reference_run(epochs),
-            versus_reference.project_run(epochs),  # as the preset runs it (bf16-mixed)
-            versus_reference.project_run(epochs, "precision=32-true"),
+            versus_reference.project_run(epochs),  # as the preset runs it: precision=auto
         ]
         for _ in range(rounds)
     ]
@@ -204,28 +208,38 @@ def reference_sections(epochs: int, rounds: int) -> list[tuple[str, str]]:
     return [(title, reference_table(runs))]
 
 
+def all_sections(arguments: argparse.Namespace, settings: Settings) -> list[tuple[str, str]]:
+    """Every preset's variants, the conv preset's own-process, IWAE and bf16 sections, --reference."""
+    results = []
+    for name in arguments.presets:
+        print(f"timing {name} ...", flush=True)
+        results.append(bench_preset(load_workload(PRESETS[name]), settings))
+    sections = [
+        ("Summary: each preset's fastest variant against its baseline", summary_table(results)),
+        ("Every variant", detail_table(results)),
+        ("Presets", presets_table(results)),
+    ]
+    conv = next((r.workload for r in results if r.workload.preset.name == CONV_PRESET), None)
+    if conv is not None:
+        sections += own_process_sections(conv, settings, arguments.threads)
+        sections += conv_sections(conv, settings)
+    if arguments.reference:
+        sections += reference_sections(arguments.reference, arguments.reference_rounds)
+    return sections
+
+
 def main() -> None:
     arguments = parse_arguments()
     settings = settings_for(arguments)
     torch.set_num_threads(arguments.threads)
-    use_cached_gpu_check_without_gpus()  # as vae.train does: every variant's Adam checks for a GPU
     started = datetime.datetime.now()
     with CpuShare() as share:
-        results = []
-        for name in arguments.presets:
-            print(f"timing {name} ...", flush=True)
-            results.append(bench_preset(load_workload(PRESETS[name]), settings))
-        sections = [
-            ("Summary: each preset's fastest variant against its baseline", summary_table(results)),
-            ("Every variant", detail_table(results)),
-            ("Presets", presets_table(results)),
-        ]
-        conv = next((r.workload for r in results if r.workload.preset.name == CONV_PRESET), None)
-        if conv is not None:
-            sections += own_process_sections(conv, settings, arguments.threads)
-            sections += conv_sections(conv, settings)
-        if arguments.reference:
-            sections += reference_sections(arguments.reference, arguments.reference_rounds)
+        if arguments.targets:
+            conv = load_workload(PRESETS[CONV_PRESET])
+            sections = own_process_sections(conv, settings, arguments.threads)
+            sections += reference_sections(arguments.reference or 10, arguments.reference_rounds)
+        else:
+            sections = all_sections(arguments, settings)
     head = settings_lines(settings.warmup, settings.rounds, arguments.threads, share.others)
     text = report(started, head, sections)
     publish("\n" + text, "speed", started)

@@ -15,24 +15,55 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("VAE_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
+MNIST_FILES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """A writable data folder holding the real MNIST and Fashion-MNIST files.
 
     ``$VAE_DATA_DIR`` if set, else ``./data`` (git-ignored), seeded with copies of the files
     in ``../shared/data``: that folder is read-only, and torchvision extracts ``.gz`` files
-    beside themselves. Where neither has them, torchvision downloads them.
+    beside themselves. Without the files the test is skipped, saying where they were looked
+    for; under CI (``CI=true``) that is a failure, so a missing folder cannot pass unnoticed.
     """
     target = Path(os.environ.get("VAE_DATA_DIR", REPO / "data"))
+    missing = []
     for name in ("MNIST", "FashionMNIST"):
-        source = SHARED_DATA / name / "raw"
-        if source.is_dir():
-            (target / name / "raw").mkdir(parents=True, exist_ok=True)
-            for file in source.glob("*.gz"):
-                copy = target / name / "raw" / file.name
-                if not copy.exists():
-                    shutil.copyfile(file, copy)
+        (target / name / "raw").mkdir(parents=True, exist_ok=True)
+        for file in MNIST_FILES:
+            copy, source = target / name / "raw" / file, SHARED_DATA / name / "raw" / file
+            if not copy.exists() and source.exists():
+                shutil.copyfile(source, copy)
+            if not copy.exists():
+                missing.append(f"{name}/raw/{file}")
+    if missing:
+        without_data(
+            f"the real MNIST and Fashion-MNIST files are missing ({missing[0]} and {len(missing) - 1} more): "
+            f"put ../shared/data beside the repository (or set VAE_SHARED_DATA), or copy them into {target}"
+        )
     return target
+
+
+@pytest.fixture(scope="session")
+def shared_cartoons() -> Path:
+    """The folder of real Cartoon Set PNGs in ``../shared/data`` (read-only)."""
+    folder = SHARED_DATA / "cartoonset"
+    if not any(folder.glob("cs*.png")):
+        without_data(f"no Cartoon Set PNGs in {folder}: put ../shared/data beside the repository")
+    return folder
+
+
+def without_data(reason: str) -> None:
+    """Skip a test whose real data are missing, saying why; under CI (``CI=true``) fail instead."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
 
 
 # The PNG files a finished run of a 2-D latent space leaves in its folder.

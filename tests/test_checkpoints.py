@@ -62,6 +62,7 @@ def final_val_loss(run_dir: Path) -> float:
     return json.loads((run_dir / "metrics.json").read_text())["metrics"]["val/loss"]
 
 
+@pytest.mark.slow
 def test_a_run_killed_after_a_checkpoint_resumes_where_it_stopped_and_ends_as_if_never_killed(
     data_dir: Path, tmp_path: Path
 ):
@@ -89,6 +90,7 @@ def test_a_run_killed_after_a_checkpoint_resumes_where_it_stopped_and_ends_as_if
     assert final_val_loss(resumed) == pytest.approx(final_val_loss(whole), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_a_kill_inside_a_checkpoint_write_leaves_the_previous_checkpoint_whole(
     data_dir: Path, tmp_path: Path
 ):
@@ -100,7 +102,7 @@ def test_a_kill_inside_a_checkpoint_write_leaves_the_previous_checkpoint_whole(
     assert (kept["epoch"], kept["global_step"]) == (0, 8)
 
 
-def test_ckpt_path_last_resumes_the_newest_run_under_outputs(data_dir: Path, tmp_path: Path):
+def test_ckpt_path_last_resumes_the_newest_run_under_outputs(tmp_path: Path):
     old, new = (tmp_path / "outputs" / day / "checkpoints" for day in ("2026-01-01", "2026-01-02"))
     for folder, age in ((old, 100), (new, 0)):
         folder.mkdir(parents=True)
@@ -123,6 +125,7 @@ def test_the_atomic_writer_replaces_the_file_and_leaves_no_temporary(tmp_path: P
     assert [file.name for file in path.parent.iterdir()] == ["last.ckpt"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [

@@ -87,3 +87,16 @@ def test_group_choices_are_checked_one_by_one_in_sweeps():
         UserError, match="unknown dataset 'fashon_mnist'; choose one of cartoon, fashion_mnist, mnist"
     ):
         check_choices(["dataset=mnist,fashon_mnist"])
+
+
+def test_a_users_own_presets_from_config_dir_or_searchpath_are_accepted(tmp_path):
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "experiment" / "mine.yaml").write_text("# @package _global_\nlatent_dim: 3\n")
+    check_choices(["--config-dir", str(tmp_path), "experiment=mine"])
+    check_choices([f"--config-dir={tmp_path}", "experiment=mine,seed001_fashion"])
+    check_choices([f"hydra.searchpath=[file://{tmp_path}]", "experiment=mine"])
+    check_choices(["hydra.searchpath=[pkg://elsewhere.conf]", "experiment=anything"])  # Hydra decides
+    with pytest.raises(UserError, match="unknown experiment 'mine'"):
+        check_choices(["experiment=mine"])
+    with pytest.raises(UserError, match="unknown experiment 'yours'; choose one of mine, "):
+        check_choices(["-cd", str(tmp_path), "experiment=yours"])

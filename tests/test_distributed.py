@@ -6,12 +6,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from tests.conftest import run_module
 from vae.data import build_datamodule
 from vae.data.memory import IndexBatches
 from vae.module import VAE, to_unit_interval
+
+pytestmark = pytest.mark.slow  # commands run as subprocesses, on the real data
 
 BATCH, BATCHES = 32, 2
 

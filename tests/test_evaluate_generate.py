@@ -14,6 +14,8 @@ from vae.checkpoints import load_run
 from vae.errors import UserError
 from vae.generate import MODES, latent_grid
 
+pytestmark = pytest.mark.slow  # commands run as subprocesses, on the real data
+
 
 def test_evaluate_reports_bounds_latent_usage_anomaly_and_denoising(finished_run: Path, data_dir: Path):
     result = run_module(

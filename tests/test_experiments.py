@@ -119,6 +119,7 @@ RUNS = [(name, True) for name in EXPERIMENTS] + [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "variational"), RUNS, ids=[f"{n}-{'vae' if v else 'ae'}" for n, v in RUNS])
 def test_experiment_trains_and_tests_a_few_batches(name, variational, data_dir, tmp_path):
     """The seed 000 and 001 tutorials also train their net as a plain autoencoder."""
@@ -145,6 +146,7 @@ def test_experiment_trains_and_tests_a_few_batches(name, variational, data_dir, 
     assert (tmp_path / "reconstructions.png").exists()
 
 
+@pytest.mark.slow
 def test_two_cpu_runs_with_the_same_seed_log_identical_losses(data_dir, tmp_path):
     def losses(run_dir: Path, seed: int) -> dict:
         overrides = [

@@ -10,6 +10,7 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from vae.data import build_datamodule
 from vae.errors import UserError, first_line
+from vae.interrupts import BATCHES_DONE
 from vae.module import VAE
 
 
@@ -115,7 +116,8 @@ def check_resumable(checkpoint: Any, model: VAE, epochs: int, file: Path) -> Non
                 f"{file} was trained with {key}={theirs}, but this run asks for {key}={ours}; "
                 f"resume with the checkpoint's settings, or leave out ckpt_path to start afresh"
             )
-    done = checkpoint["epoch"] + 1  # saved at the end of epoch number "epoch", counted from 0
+    # "epoch" counts from 0: saved at its end, or inside it (BATCHES_DONE) on a signal.
+    done = checkpoint["epoch"] + (0 if checkpoint.get(BATCHES_DONE) else 1)
     if done >= epochs:
         raise UserError(
             f"{file} has already trained {done} epochs and this run asks for epochs={epochs}; "

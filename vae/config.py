@@ -4,28 +4,72 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+import vae.conf
 from vae.errors import UserError
 from vae.module import BINARIZATIONS, SAMPLER_STDS
 from vae.objectives import RECONSTRUCTIONS, REDUCTIONS
+from vae.precision import PRECISIONS
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 GROUPS = ("dataset", "model", "experiment")
-# Lightning's "16-true" and "bf16-true" would meet the loss terms, kept in fp32, with half weights.
-PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
 
 
-def check_choices(overrides: list[str]) -> None:
+def _arguments_after(flags: tuple[str, ...], arguments: list[str]) -> list[str]:
+    """The values given to ``flags`` (``--config-dir DIR`` or ``--config-dir=DIR``)."""
+    values = []
+    for position, argument in enumerate(arguments):
+        name, assigned, value = argument.partition("=")
+        if name in flags:
+            values.append(value if assigned else next(iter(arguments[position + 1 : position + 2]), ""))
+    return values
+
+
+def config_folders(arguments: list[str]) -> list[Path] | None:
+    """Where Hydra will look for config groups: the package's configs, ``--config-dir`` and
+    ``hydra.searchpath``'s ``file://`` folders; None where one cannot be listed from here."""
+    if _arguments_after(("--config-path", "-cp"), arguments):
+        return None  # another primary config folder: Hydra alone knows what it holds
+    folders = [Path(vae.conf.__file__).parent]
+    folders += [Path(folder) for folder in _arguments_after(("--config-dir", "-cd"), arguments)]
+    for argument in arguments:
+        key, _, value = argument.partition("=")
+        if key.lstrip("+") == "hydra.searchpath":
+            for entry in value.strip("[]").split(","):
+                scheme, _, folder = entry.strip().strip("'\"").partition("://")
+                if scheme != "file":
+                    return None
+                folders.append(Path(folder))
+    return folders
+
+
+def group_choices(folders: list[Path], group: str) -> list[str]:
+    """The config names of ``group`` across ``folders``."""
+    names = set()
+    for folder in folders:
+        if (folder / group).is_dir():
+            names |= {
+                entry.name[: -len(".yaml")]
+                for entry in (folder / group).iterdir()
+                if entry.name.endswith(".yaml")
+            }
+    return sorted(names)
+
+
+def check_choices(arguments: list[str]) -> None:
     """Refuse an unknown ``dataset=``, ``model=`` or ``experiment=`` in one line.
 
     Runs before Hydra composes the config: Hydra's own error spreads over several lines.
-    Sweeps (``dataset=mnist,fashion_mnist``) are checked choice by choice.
+    Sweeps (``dataset=mnist,fashion_mnist``) are checked choice by choice; a user's own
+    configs (``--config-dir``, ``hydra.searchpath``) count as choices.
     """
-    for override in overrides:
-        key, assigned, value = override.partition("=")
+    folders = config_folders(arguments)
+    if folders is None:
+        return
+    for argument in arguments:
+        key, assigned, value = argument.partition("=")
         group = key.lstrip("+~")
         if not assigned or group not in GROUPS or "(" in value:  # leave sweep functions to Hydra
             continue
-        choices = sorted(path.stem for path in (CONF / group).glob("*.yaml"))
+        choices = group_choices(folders, group)
         for choice in value.split(","):
             if choice not in choices and choice != "null":
                 raise UserError(f"unknown {group} {choice!r}; choose one of {', '.join(choices)}")
@@ -62,7 +106,7 @@ def validate(cfg: DictConfig) -> None:
     ):
         if cfg[key] not in allowed:
             raise UserError(f"{key} must be one of {allowed}, got {cfg[key]!r}")
-    for key in ("variational", "channels_last", "compile", "data_on_device"):
+    for key in ("variational", "channels_last", "compile", "data_on_device", "keep_freed_memory"):
         if not isinstance(cfg[key], bool):
             raise UserError(f"{key} must be true or false, got {cfg[key]!r}")
     for key in ("beta", "lr", "adam_eps", "mse_scale", "eps_std", "kl_warmup_epochs"):

@@ -9,6 +9,19 @@ from typing import Any
 class UserError(Exception):
     """Something the user can fix (a config value, a missing file): the message says what and how."""
 
+    label = "error"
+    exit_status = 2
+
+
+class RunStopped(UserError):
+    """A run stopped by a signal with its state saved; the message says how to resume it."""
+
+    label = "stopped"
+
+    def __init__(self, message: str, exit_status: int) -> None:
+        super().__init__(message)
+        self.exit_status = exit_status
+
 
 def first_line(error: Exception) -> str:
     """An error's first line, or its type's name when it has no message: a reason to quote."""
@@ -16,14 +29,14 @@ def first_line(error: Exception) -> str:
 
 
 def exits_on_user_error(entry_point: Callable[..., Any]) -> Callable[..., Any]:
-    """Print a ``UserError`` as one line on stderr and exit with status 2, without a traceback."""
+    """Print a ``UserError`` as one line on stderr and exit with its status (2), without a traceback."""
 
     @functools.wraps(entry_point)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return entry_point(*args, **kwargs)
         except UserError as error:
-            print(f"error: {error}", file=sys.stderr)
-            sys.exit(2)
+            print(f"{error.label}: {error}", file=sys.stderr)
+            sys.exit(error.exit_status)
 
     return wrapper

@@ -8,10 +8,10 @@ import torch
 from omegaconf import DictConfig
 
 from vae import plots
+from vae.allocator import keep_freed_memory
 from vae.checkpoints import device_for, load_run
 from vae.config import positive_int, require_checkpoint
 from vae.data import build_datamodule
-from vae.entry import run_then_exit
 from vae.errors import UserError, exits_on_user_error
 from vae.evaluation import denoise, per_image_measures, test_images
 from vae.metrics import active_units, auroc, psnr
@@ -94,7 +94,7 @@ def denoising_scores(cfg: DictConfig, model: VAE, images: torch.Tensor, folder: 
     }
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+@hydra.main(version_base="1.3", config_path="pkg://vae.conf", config_name="evaluate")
 @exits_on_user_error
 def main(cfg: DictConfig) -> None:
     require_checkpoint(cfg)
@@ -106,6 +106,8 @@ def main(cfg: DictConfig) -> None:
         raise UserError(
             f"anomaly must be one of {ANOMALY_SETS} (another MNIST-family test set), got {cfg.anomaly!r}"
         )
+    if cfg.keep_freed_memory:
+        keep_freed_memory()
     model, datamodule, file = load_run(
         cfg.ckpt, cfg.batch_size, cfg.dataset_root, device_for(cfg.accelerator)
     )
@@ -133,4 +135,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    run_then_exit(main)
+    main()

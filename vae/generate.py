@@ -9,7 +9,6 @@ from omegaconf import DictConfig
 from vae import latents, plots
 from vae.checkpoints import device_for, load_run
 from vae.config import positive_int, require_checkpoint
-from vae.entry import run_then_exit
 from vae.errors import UserError, exits_on_user_error
 from vae.evaluation import posterior_means, test_images
 from vae.module import VAE
@@ -44,7 +43,7 @@ def latent_grid(cfg: DictConfig, model: VAE, datamodule) -> tuple[torch.Tensor, 
     return latents.traverse(means[picks[0]], min(cfg.rows, latent_dim), cfg.steps, cfg.extent), cfg.steps
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="generate")
+@hydra.main(version_base="1.3", config_path="pkg://vae.conf", config_name="generate")
 @exits_on_user_error
 def main(cfg: DictConfig) -> None:
     require_checkpoint(cfg)
@@ -64,4 +63,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    run_then_exit(main)
+    main()

@@ -1,17 +1,18 @@
 """`python -m vae.train [key=value ...]`: compose the config, build the pieces, fit, test."""
 
-import os
 import sys
+import warnings
 from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
-import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import TensorBoardLogger
-from pytorch_lightning.utilities.exceptions import MisconfigurationException
+from pytorch_lightning.utilities import rank_zero_only
+from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
 
+from vae.allocator import keep_freed_memory
 from vae.callbacks import (
     LatentPictures,
     LossProgressBar,
@@ -22,9 +23,10 @@ from vae.callbacks import (
 from vae.checkpoints import AtomicCheckpointIO, check_resumable, read_checkpoint, resume_file
 from vae.config import check_choices, validate
 from vae.data import build_datamodule
-from vae.entry import run_then_exit
 from vae.errors import UserError, exits_on_user_error
+from vae.interrupts import BATCHES_DONE, StopOnSignal, resume_command
 from vae.module import VAE
+from vae.precision import choose_precision, machine
 
 
 def settings_of(cfg: DictConfig) -> dict:
@@ -48,7 +50,7 @@ def settings_of(cfg: DictConfig) -> dict:
         "adam_eps": cfg.adam_eps,
         "batch_size": cfg.batch_size,
         "epochs": cfg.epochs,
-        "precision": cfg.precision,
+        "precision_requested": cfg.precision,
         "seed": cfg.seed,
     }
 
@@ -73,8 +75,13 @@ def build_model(cfg: DictConfig, image_shape: tuple[int, int, int]) -> VAE:
     )
 
 
-def train(cfg: DictConfig) -> None:
+def train(cfg: DictConfig) -> float:
+    """Fit and test the model ``cfg`` describes; the best validation loss, for sweepers."""
     validate(cfg)
+    if cfg.keep_freed_memory:
+        keep_freed_memory()
+    precision, reason = choose_precision(cfg.precision, cfg.accelerator)
+    rank_zero_only(print)(f"precision={precision}: {reason}")
     resume = resume_file(cfg.ckpt_path)
     pl.seed_everything(cfg.seed, workers=True)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
@@ -87,33 +94,36 @@ def train(cfg: DictConfig) -> None:
     if resume is not None:
         checkpoint = read_checkpoint(resume)
         check_resumable(checkpoint, model, cfg.epochs, resume)
+        datamodule.resume_batches = checkpoint.get(BATCHES_DONE, 0)
+        inside = f", batch {datamodule.resume_batches} of it" if datamodule.resume_batches else ""
         print(
-            f"resuming from {resume} (epoch {checkpoint['epoch']}, global step {checkpoint['global_step']})"
+            f"resuming from {resume} (epoch {checkpoint['epoch']}, global step {checkpoint['global_step']}{inside})"
         )
     model.use_fast_paths(channels_last=cfg.channels_last, compile=cfg.compile)
-    trainer = build_trainer(cfg, run_dir)
-    use_cached_gpu_check_without_gpus()
-    trainer.fit(model, datamodule=datamodule, ckpt_path=resume, weights_only=True)
-    trainer.test(model, datamodule=datamodule)
-
-
-def use_cached_gpu_check_without_gpus() -> None:
-    """On a machine without GPUs, lets ``torch.cuda.is_available()`` use its cached answer.
-
-    Lightning sets ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` at import, so that looking for GPUs
-    does not start CUDA before processes fork. torch's Adam looks at every step, and where
-    the NVML library is missing that look tries to load it again each time before falling
-    back to CUDA's own (cached) count: 0.2-0.36 ms a step here, 5-7% of the bf16 MLP step of
-    ``pytorch_examples_mnist``. Without a GPU there is no CUDA to start, so nothing is lost.
-    """
-    if torch.cuda.device_count() == 0:
-        os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "0"
+    settings = {**settings_of(cfg), "precision": precision, "precision_reason": reason, **machine()}
+    stop_on_signal = StopOnSignal(
+        run_dir / "checkpoints" / "last.ckpt", resume_command(HydraConfig.get().overrides.task, run_dir)
+    )
+    trainer = build_trainer(cfg, run_dir, precision, settings, stop_on_signal)
+    try:
+        with warnings.catch_warnings():
+            # A run saved inside an epoch resumes at the next batch: the datamodule skips the
+            # batches already trained (resume_batches), which Lightning cannot see.
+            warnings.filterwarnings("ignore", "You're resuming from a checkpoint that ended before the epoch")
+            trainer.fit(model, datamodule=datamodule, ckpt_path=resume, weights_only=True)
+        trainer.test(model, datamodule=datamodule)
+    except SIGTERMException as error:  # Lightning's own stop, in validation or testing
+        raise stop_on_signal.stopped_elsewhere() from error
+    best = trainer.checkpoint_callback.best_model_score
+    return float("nan") if best is None else float(best)
 
 
 DEVICE_SETTINGS = ("accelerator", "devices", "strategy", "num_nodes", "precision")
 
 
-def build_trainer(cfg: DictConfig, run_dir: Path) -> pl.Trainer:
+def build_trainer(
+    cfg: DictConfig, run_dir: Path, precision: str, settings: dict, stop_on_signal: StopOnSignal
+) -> pl.Trainer:
     """Lightning's Trainer as the config asks; device settings this machine cannot meet fail in one line."""
     try:
         return pl.Trainer(
@@ -123,7 +133,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> pl.Trainer:
             num_nodes=cfg.num_nodes,
             plugins=[AtomicCheckpointIO()],
             use_distributed_sampler=False,  # the datamodules shard their own batches (IndexBatches)
-            precision=cfg.precision,
+            precision=precision,
             max_epochs=cfg.epochs,
             default_root_dir=run_dir,
             logger=TensorBoardLogger(run_dir, name="", version="", default_hp_metric=False),
@@ -131,8 +141,9 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> pl.Trainer:
                 *checkpoint_callbacks(run_dir / "checkpoints"),
                 StopOnNonFiniteLoss(check_every=cfg.progress_every),
                 LatentPictures(**cfg.plots, seed=cfg.seed),
-                RunSummary(settings_of(cfg)),
+                RunSummary(settings),
                 LossProgressBar(refresh_rate=cfg.progress_every),
+                stop_on_signal,
             ],
             **cfg.trainer,
         )
@@ -147,12 +158,17 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> pl.Trainer:
         ) from error
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path="pkg://vae.conf", config_name="config")
 @exits_on_user_error
-def main(cfg: DictConfig) -> None:
-    train(cfg)
+def run(cfg: DictConfig) -> float:
+    return train(cfg)
+
+
+def main() -> None:
+    """``python -m vae.train`` and ``vae-train``: the config's group choices checked, then the run."""
+    exits_on_user_error(check_choices)(sys.argv[1:])
+    run()
 
 
 if __name__ == "__main__":
-    exits_on_user_error(check_choices)(sys.argv[1:])
-    run_then_exit(main)
+    main()

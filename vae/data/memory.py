@@ -109,15 +109,24 @@ class IndexBatches(Sampler[Tensor]):
     """
 
     def __init__(
-        self, size: int, batch_size: int, shuffle: bool, seed: int, shard: int = 0, shards: int = 1
+        self,
+        size: int,
+        batch_size: int,
+        shuffle: bool,
+        seed: int,
+        shard: int = 0,
+        shards: int = 1,
+        skip_first: int = 0,
     ) -> None:
         self.sampler = EpochPositions(size, shuffle, seed, shard, shards)
         self.batch_size = batch_size
+        self.skip_first = skip_first  # batches the first epoch leaves out: a run resumed inside it
 
     def __iter__(self):
         # A generator: the positions are drawn at the first batch, not when the iterator is
         # made; Lightning makes a resumed run's iterator before it sets that epoch.
-        yield from self.sampler.positions().split(self.batch_size)
+        skip, self.skip_first = self.skip_first, 0
+        yield from self.sampler.positions().split(self.batch_size)[skip:]
 
     def __len__(self) -> int:
         return math.ceil(len(self.sampler) / self.batch_size)
@@ -128,14 +137,20 @@ def _batch_as_fetched(batch: tuple[Tensor, Tensor | None]) -> tuple[Tensor, Tens
 
 
 def batch_loader(
-    dataset: InMemoryImages, batch_size: int, shuffle: bool, seed: int = 0, shard: int = 0, shards: int = 1
+    dataset: InMemoryImages,
+    batch_size: int,
+    shuffle: bool,
+    seed: int = 0,
+    shard: int = 0,
+    shards: int = 1,
+    skip_first: int = 0,
 ) -> DataLoader:
     """A DataLoader whose batches come from ``__getitems__`` with no per-sample collation.
 
     Its own generator keeps the global random state untouched when an epoch's iterator is
     made (wherever Lightning makes it), so the model's noise draws resume exactly.
     """
-    batches = IndexBatches(len(dataset), batch_size, shuffle, seed, shard, shards)
+    batches = IndexBatches(len(dataset), batch_size, shuffle, seed, shard, shards, skip_first)
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(dataset, batch_sampler=batches, collate_fn=_batch_as_fetched, generator=generator)
 
@@ -149,18 +164,21 @@ class InMemoryDataModule(pl.LightningDataModule):
 
     batch_size: int
     data_on_device: bool = True  # on an accelerator, hold each split there (``InMemoryImages.on``)
+    resume_batches: int = 0  # batches of the first epoch already trained by a run resumed inside it
     train_set: InMemoryImages
     val_set: InMemoryImages
     test_set: InMemoryImages
 
-    def _loader(self, dataset: InMemoryImages, shuffle: bool) -> DataLoader:
+    def _loader(self, dataset: InMemoryImages, shuffle: bool, skip_first: int = 0) -> DataLoader:
         shard, shards = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         if self.trainer is not None and self.data_on_device:
             dataset = dataset.on(self.trainer.strategy.root_device)
-        return batch_loader(dataset, self.batch_size, shuffle, torch.initial_seed(), shard, shards)
+        seed = torch.initial_seed()
+        return batch_loader(dataset, self.batch_size, shuffle, seed, shard, shards, skip_first)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
+        skip, self.resume_batches = self.resume_batches, 0
+        return self._loader(self.train_set, shuffle=True, skip_first=skip)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, shuffle=False)

@@ -1,0 +1,53 @@
+"""``precision=auto``: bf16 autocast only where the hardware runs bf16 natively, fp32 elsewhere.
+
+On a CPU without native bf16 (AVX2 laptops, most of them) torch emulates it, and a bf16
+matmul runs one to two orders of magnitude slower than fp32; with native bf16 (AVX512_BF16,
+AMX) it runs faster than fp32. docs/benchmarks.md has the figures on both kinds.
+"""
+
+from pathlib import Path
+
+import torch
+
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo's names for the instructions
+PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
+    """The CPU's feature flags as Linux lists them; empty where there is no /proc/cpuinfo."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.partition(":")[2].split())
+    return set()
+
+
+def uses_gpu(accelerator: str) -> bool:
+    """Whether Lightning will put an ``accelerator`` setting (auto | cpu | gpu | cuda) on a CUDA GPU."""
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+
+
+def choose_precision(requested: str, accelerator: str) -> tuple[str, str]:
+    """The Lightning precision to train with, and why, for ``requested`` (``auto`` or a precision)."""
+    if requested != "auto":
+        return requested, "as configured"
+    if uses_gpu(accelerator):
+        if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+            return "bf16-mixed", f"the GPU ({torch.cuda.get_device_name()}) supports bf16"
+        return "32-true", "the GPU has no bf16 support"
+    capability = torch.backends.cpu.get_cpu_capability()
+    native = sorted(set(NATIVE_BF16_FLAGS) & cpu_flags())
+    if capability.startswith("AVX512") and native:
+        return "bf16-mixed", f"the CPU runs bf16 natively ({', '.join(native)}; torch uses {capability})"
+    return "32-true", f"the CPU has no native bf16 (torch uses {capability}), so bf16 would be emulated"
+
+
+def machine() -> dict[str, str]:
+    """What a speed figure depends on: the CPU capability torch uses, and the GPU if any."""
+    found = {"cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    if torch.cuda.is_available():
+        found["gpu"] = torch.cuda.get_device_name()
+    return found
