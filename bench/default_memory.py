@@ -26,7 +26,7 @@ def plain_loop(epochs: int) -> None:
     config = compose_config(())
     torch.manual_seed(config.seed)
     model = build_model(config, (1, 28, 28))
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.optim.lr)
     to_tensor = transforms.ToTensor()
     train = datasets.FashionMNIST(config.data_dir, train=True, download=True, transform=to_tensor)
     test = datasets.FashionMNIST(config.data_dir, train=False, download=True, transform=to_tensor)

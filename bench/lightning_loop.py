@@ -53,14 +53,16 @@ def silenced() -> Iterator[None]:
 def lightning_variants(workload: Workload) -> list[Variant]:
     """The loop as ``vae.train`` runs it with the config's defaults, with a quieter bar, then bf16-mixed."""
     config, conv = workload.config, workload.config.model.family == "conv"
-    precision = choose_precision(config.precision, "cpu")[0]  # what precision=auto picks here
-    channels_last = bool(config.channels_last) and conv
-    switches = "".join((", channels_last" if channels_last else "", ", compile" if config.compile else ""))
+    precision = choose_precision(config.trainer.precision, "cpu")[0]  # what precision=auto picks here
+    channels_last = bool(config.speed.channels_last) and conv
+    switches = "".join(
+        (", channels_last" if channels_last else "", ", compile" if config.speed.compile else "")
+    )
     today = Variant(
         f"Lightning fit as vae.train runs it ({precision}{switches}), bar every step",
         channels_last=channels_last,
         bf16=precision.startswith("bf16"),
-        compile=config.compile,
+        compile=config.speed.compile,
         lightning=True,
     )
     layout = "channels_last + " if conv else ""

@@ -4,7 +4,6 @@ A preset is a list of Hydra overrides composed as ``python -m vae.train`` compos
 the bench times the networks users train, not copies of them.
 """
 
-import inspect
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,10 +17,12 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 from torchvision.datasets import VisionDataset
 
+from vae.config import register_schema, validate
 from vae.data import build_datamodule
 from vae.data.memory import InMemoryImages, batch_loader
 from vae.data.mnist import SOURCES
 from vae.module import VAE
+from vae.train import build_model
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 BATCH_SIZE = 128  # the baseline's batch for every preset, whatever a tutorial trains with
@@ -57,9 +58,9 @@ PRESETS = {
             steps=24,
         ),
         Preset(
-            "seed000",
-            ("model=seed000_conv", "dataset=fashion_mnist", "dataset.pad_to=32"),
-            "conf/model/seed000_conv.yaml, Fashion-MNIST padded to 32x32",
+            "keras32",
+            ("model=keras_conv32", "dataset=fashion_mnist", "dataset.pad_to=32"),
+            "conf/model/keras_conv32.yaml, Fashion-MNIST padded to 32x32",
             steps=32,
         ),
         Preset(
@@ -82,18 +83,9 @@ PRESETS = {
 
 def compose_config(overrides: tuple[str, ...]) -> DictConfig:
     """The run config ``python -m vae.train <overrides> batch_size=128`` would use."""
+    register_schema()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose(config_name="config", overrides=[*overrides, f"batch_size={BATCH_SIZE}"])
-
-
-def build_model(config: DictConfig, image_shape: tuple[int, int, int]) -> VAE:
-    """The VAE as ``vae.train`` builds it: each other argument is the top-level config key of its name.
-
-    Reading the names from the constructor keeps the bench in step as the module gains options.
-    """
-    names = [name for name in inspect.signature(VAE).parameters if name not in ("image_shape", "model")]
-    model = OmegaConf.to_container(config.model, resolve=True)
-    return VAE(image_shape=image_shape, model=model, **{name: config[name] for name in names})
 
 
 class PerSampleImages(VisionDataset):
@@ -125,7 +117,7 @@ class Workload:
     val_set: InMemoryImages | None  # the real validation slice; None on random images
 
     def model(self) -> VAE:
-        return build_model(self.config, self.image_shape)
+        return build_model(validate(self.config), self.image_shape)
 
     def fast_loader(self) -> DataLoader:
         """The project's loader: a whole batch per indexing operation, uint8, no collation."""

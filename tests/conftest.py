@@ -102,35 +102,21 @@ def finished_run(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     return run_dir
 
 
-OBJECTIVE_KEYS = (
-    "recon",
-    "recon_reduction",
-    "mse_scale",
-    "kl_reduction",
-    "beta",
-    "kl_warmup_epochs",
-    "variational",
-    "eps_std",
-    "sampler_std",
-    "binarize",
-    "lr",
-    "adam_eps",
-)
-
-
 @pytest.fixture
 def make_vae():
-    """Builds a small VAE with the defaults of ``conf/config.yaml``, changed by keyword."""
-    from omegaconf import OmegaConf
-
+    """Builds a small VAE with the schema's defaults; keywords change its objective or optim fields."""
+    from vae import schema
     from vae.module import VAE
 
-    defaults = OmegaConf.load(REPO / "conf" / "config.yaml")
-    options = {key: defaults[key] for key in OBJECTIVE_KEYS}
+    groups = {"objective": schema.Objective, "optim": schema.Optim}
 
     def make(image_shape=(1, 4, 4), latent_dim=2, model=None, **changes) -> VAE:
         model = model or {"family": "mlp", "hidden": [16], "activation": "relu"}
-        return VAE(image_shape, latent_dim, model, **{**options, **changes})
+        values = {name: schema.defaults(kind) for name, kind in groups.items()}
+        for key, value in changes.items():
+            group = next(name for name, kind in groups.items() if key in schema.defaults(kind))
+            values[group][key] = value
+        return VAE(image_shape, latent_dim, model, values["objective"], values["optim"])
 
     return make
 

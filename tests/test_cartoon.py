@@ -182,7 +182,7 @@ def test_training_on_the_shared_cartoons_logs_losses_and_pictures(shared_cartoon
     image = events.Images("reconstructions")[-1]
     assert image.width > 64 and image.height > 64
     composed = OmegaConf.load(tmp_path / "run" / ".hydra" / "config.yaml")  # dataset=cartoon's defaults
-    assert (composed.recon, composed.latent_dim) == ("mse", 200)
+    assert (composed.objective.recon, composed.latent_dim) == ("mse", 200)
     assert list(composed.model.encoder_channels) == [32, 64, 64, 64, 64]
     assert len(list((tmp_path / "cache").glob("cartoonset-64px-*.npy"))) == 1
 

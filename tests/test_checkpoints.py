@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from tests.conftest import QUICK, run_module
-from vae.checkpoints import AtomicCheckpointIO, resume_file
+from vae.checkpoints import AtomicCheckpointIO, hyperparameters_of, resume_file
 from vae.errors import UserError
+from vae.module import VAE
 
 # `python -m vae.train` with a process that SIGKILLs itself at the chosen write of last.ckpt:
 # after the write (`after`), or halfway through its bytes (`inside`). A real kill -9, at a
@@ -165,3 +166,20 @@ def test_a_checkpoint_that_cannot_resume_this_run_is_one_line_and_nothing_is_los
     assert "Traceback" not in result.stderr
     assert last.read_bytes() == before
     assert not (run_dir / "checkpoints").exists()
+
+
+def test_a_checkpoint_from_before_the_settings_had_groups_still_loads(make_vae):
+    model = make_vae(recon="mse", mse_scale=12.0, beta=2.0, lr=5e-4)
+    saved = dict(model.hparams)
+    flat = {  # how vae.train wrote hyperparameters until 2026-12-01: every setting at the top
+        "image_shape": saved["image_shape"],
+        "latent_dim": saved["latent_dim"],
+        "model": saved["model"],
+        **saved["objective"],
+        **saved["optim"],
+    }
+    regrouped = hyperparameters_of({"hyper_parameters": flat})
+    assert regrouped == {**saved, "image_shape": saved["image_shape"]}
+    loaded = VAE(**regrouped)
+    loaded.load_state_dict(model.state_dict())
+    assert (loaded.objective.recon, loaded.objective.mse_scale, loaded.optim.lr) == ("mse", 12.0, 5e-4)

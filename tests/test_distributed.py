@@ -26,10 +26,10 @@ def test_two_cpu_processes_train_on_distinct_shards_and_report_the_mean_over_bot
     result = run_module(
         "vae.train",
         "accelerator=cpu",
-        "devices=2",
-        "strategy=ddp",
+        "trainer.devices=2",
+        "trainer.strategy=ddp",
         "model=mlp",
-        "variational=false",
+        "objective.variational=false",
         f"batch_size={BATCH}",
         "epochs=2",
         "trainer.limit_train_batches=4",
@@ -64,7 +64,7 @@ def test_two_cpu_processes_train_on_distinct_shards_and_report_the_mean_over_bot
 
 
 # Run as a script by both processes (Lightning relaunches sys.argv for rank 1): only rank 1's
-# loss turns NaN, at epoch 1's second step, where the check reads the marks (progress_every=2).
+# loss turns NaN, at epoch 1's second step, where the check reads the marks (speed.progress_every=2).
 NAN_ON_RANK_1 = """
 import runpy
 from vae.module import VAE
@@ -92,12 +92,12 @@ def test_a_nan_loss_on_one_process_stops_both_with_one_line_and_keeps_the_last_g
         sys.executable,
         str(script),
         "accelerator=cpu",
-        "devices=2",
-        "strategy=ddp",
+        "trainer.devices=2",
+        "trainer.strategy=ddp",
         "model=mlp",
         f"batch_size={BATCH}",
         "epochs=3",
-        "progress_every=2",
+        "speed.progress_every=2",
         "trainer.limit_train_batches=4",
         f"trainer.limit_val_batches={BATCHES}",
         "plots.scatter_points=100",

@@ -10,6 +10,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from tests.conftest import SHARED_DATA
+from vae.config import register_schema
 from vae.errors import UserError
 from vae.train import train
 
@@ -18,56 +19,56 @@ EXPERIMENTS = sorted(path.stem for path in (CONF / "experiment").glob("*.yaml"))
 
 # What each tutorial states (../shared/SEEDS.md), as (config key, value) pairs.
 TUTORIAL_SETTINGS = {
-    "seed000_fashion32": {
+    "keras_fashion32": {
         "dataset.name": "fashion_mnist",
         "dataset.pad_to": 32,
         "dataset.val_size": 0,  # trains on all 60k, validates on the test set
         "model.init": "glorot",  # Keras' defaults: init and Adam's epsilon
-        "adam_eps": 1e-7,
+        "optim.adam_eps": 1e-7,
         "latent_dim": 2,
-        "recon": "bce",
+        "objective.recon": "bce",
         "batch_size": 10,
         "epochs": 30,
     },
-    "seed001_fashion": {
+    "learnopencv_fashion": {
         "dataset.name": "fashion_mnist",
         "latent_dim": 2,
-        "recon": "mse",
-        "mse_scale": 1000.0,
-        "lr": 5e-4,
+        "objective.recon": "mse",
+        "objective.mse_scale": 1000.0,
+        "optim.lr": 5e-4,
         "batch_size": 128,
     },
-    "seed001_cartoon": {
+    "learnopencv_cartoon": {
         "dataset.name": "cartoon",
         "dataset.image_size": 256,
         "latent_dim": 200,
-        "recon": "mse",
+        "objective.recon": "mse",
         "batch_size": 128,
     },
-    "seed002_mnist_mlp": {
+    "lab_mnist_mlp": {
         "dataset.name": "mnist",
         "model.hidden": [512],
         "dataset.val_size": 0,
         "latent_dim": 2,
-        "sampler_std": "exp_logvar",
-        "recon_reduction": "sum",
+        "objective.sampler_std": "exp_logvar",
+        "objective.recon_reduction": "sum",
         "batch_size": 256,
         "epochs": 10,
     },
-    "seed003_mnist_conv": {
+    "slides_mnist_conv": {
         "dataset.name": "mnist",
         "model.encoder_dense": [20],
-        "recon_reduction": "sum",
-        "kl_reduction": "mean",
+        "objective.recon_reduction": "sum",
+        "objective.kl_reduction": "mean",
     },
-    "seed004_fashion_dense": {
+    "upm_fashion_dense": {
         "dataset.name": "fashion_mnist",
         "model.hidden": [],
         "latent_dim": 256,
-        "eps_std": 0.1,
-        "sampler_std": "exp_logvar",
-        "recon_reduction": "mean",
-        "kl_reduction": "mean",
+        "objective.eps_std": 0.1,
+        "objective.sampler_std": "exp_logvar",
+        "objective.recon_reduction": "mean",
+        "objective.kl_reduction": "mean",
         "epochs": 10,
     },
     "pytorch_examples_mnist": {
@@ -75,7 +76,7 @@ TUTORIAL_SETTINGS = {
         "model.hidden": [400],
         "dataset.val_size": 0,
         "latent_dim": 20,
-        "lr": 1e-3,
+        "optim.lr": 1e-3,
         "batch_size": 128,
         "epochs": 10,
         "seed": 1,
@@ -83,15 +84,16 @@ TUTORIAL_SETTINGS = {
     # Not a tutorial: the likelihood literature's protocol (IWAE paper, pythae).
     "mnist_binarized_conv": {
         "dataset.name": "mnist",
-        "binarize": "dynamic",
-        "recon": "bce",
-        "recon_reduction": "sum",
-        "kl_reduction": "sum",
+        "objective.binarize": "dynamic",
+        "objective.recon": "bce",
+        "objective.recon_reduction": "sum",
+        "objective.kl_reduction": "sum",
     },
 }
 
 
 def composed(*overrides: str, run_dir: Path | None = None) -> DictConfig:
+    register_schema()
     with initialize_config_dir(str(CONF), version_base="1.3"):
         cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
     with open_dict(cfg):
@@ -115,24 +117,24 @@ def test_experiment_sets_the_tutorials_values(name: str):
 
 
 RUNS = [(name, True) for name in EXPERIMENTS] + [
-    (name, False) for name in ("seed000_fashion32", "seed001_fashion")
+    (name, False) for name in ("keras_fashion32", "learnopencv_fashion")
 ]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("name", "variational"), RUNS, ids=[f"{n}-{'vae' if v else 'ae'}" for n, v in RUNS])
 def test_experiment_trains_and_tests_a_few_batches(name, variational, data_dir, tmp_path):
-    """The seed 000 and 001 tutorials also train their net as a plain autoencoder."""
+    """The Keras notebook and LearnOpenCV also train their net as a plain autoencoder."""
     overrides = [
         f"experiment={name}",
-        f"variational={variational}",
+        f"objective.variational={variational}",
         f"data_dir={data_dir}",
         "accelerator=cpu",
         "+trainer.fast_dev_run=2",
         "plots.scatter_points=64",
         "plots.grid_size=2",
     ]
-    if name == "seed001_cartoon":  # 40 real avatars at 64 px, cached in tmp
+    if name == "learnopencv_cartoon":  # 40 real avatars at 64 px, cached in tmp
         overrides += [
             f"dataset.root={SHARED_DATA / 'cartoonset'}",
             f"dataset.cache_dir={tmp_path}",
@@ -150,7 +152,7 @@ def test_experiment_trains_and_tests_a_few_batches(name, variational, data_dir, 
 def test_two_cpu_runs_with_the_same_seed_log_identical_losses(data_dir, tmp_path):
     def losses(run_dir: Path, seed: int) -> dict:
         overrides = [
-            "experiment=seed003_mnist_conv",
+            "experiment=slides_mnist_conv",
             f"data_dir={data_dir}",
             "accelerator=cpu",
             "epochs=2",
@@ -180,6 +182,6 @@ def test_an_image_size_the_network_cannot_fit_is_one_line_before_any_data_is_rea
     )
     with pytest.raises(
         UserError,
-        match=r"image size 48x48 is not divisible by the decoder's total stride 32; change the strides or the image size \(model=cartoon_conv\)",
+        match=r"image size 48x48 is not divisible by the decoder's total stride 32; change the strides or the image size \(model=for_cartoon\)",
     ):
         train(cfg)

@@ -1,24 +1,31 @@
 """Every model preset builds, gives the right shapes, and matches the tutorials' parameter counts."""
 
+import functools
 import math
 from pathlib import Path
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from vae.config import register_schema
 from vae.nets import build_networks
 
-PRESETS = sorted(Path(__file__).resolve().parents[1].glob("conf/model/*.yaml"))
+CONF = Path(__file__).resolve().parents[1] / "conf"
+PRESETS = sorted(path.stem for path in CONF.glob("model/*.yaml"))
 # The image each preset is made for; a new preset must be added here to be tested.
 IMAGE_SHAPES = {
     "conv": (1, 28, 28),
     "mlp": (1, 28, 28),
     "cartoon_conv": (3, 64, 64),
-    "seed000_conv": (1, 32, 32),
-    "seed003_conv": (1, 28, 28),
-    "seed004_dense": (1, 28, 28),
+    "keras_conv32": (1, 32, 32),
+    "slides_conv": (1, 28, 28),
+    "upm_dense": (1, 28, 28),
     "mnist_conv": (1, 28, 28),
+    "for_mnist": (1, 28, 28),
+    "for_fashion_mnist": (1, 28, 28),
+    "for_cartoon": (3, 64, 64),
 }
 
 
@@ -26,15 +33,23 @@ def count(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+@functools.cache
+def preset(name: str) -> dict:
+    """The network ``model=<name>`` composes to (its file over its family's schema defaults)."""
+    register_schema()
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        return OmegaConf.to_container(compose("config", overrides=[f"model={name}"]).model)
+
+
 def test_every_preset_has_a_test_image_shape():
-    assert {path.stem for path in PRESETS} <= set(IMAGE_SHAPES)
+    assert set(PRESETS) <= set(IMAGE_SHAPES)
 
 
-@pytest.mark.parametrize("preset", PRESETS, ids=lambda path: path.stem)
+@pytest.mark.parametrize("name", PRESETS)
 @pytest.mark.parametrize("latent_dim", [1, 2, 16, 64])
-def test_preset_shapes(preset: Path, latent_dim: int):
-    shape = IMAGE_SHAPES[preset.stem]
-    options = OmegaConf.to_container(OmegaConf.load(preset))
+def test_preset_shapes(name: str, latent_dim: int):
+    shape = IMAGE_SHAPES[name]
+    options = dict(preset(name))
     encoder, decoder = build_networks(shape, latent_dim, True, **options)
     encoder.eval(), decoder.eval()
     mu, logvar = encoder(torch.rand(3, *shape))
@@ -42,32 +57,28 @@ def test_preset_shapes(preset: Path, latent_dim: int):
     assert decoder(mu).shape == (3, *shape)
 
 
-def preset(name: str) -> dict:
-    return OmegaConf.to_container(OmegaConf.load(PRESETS[0].with_name(f"{name}.yaml")))
-
-
-def test_seed000_preset_has_the_notebooks_parameter_counts():
-    encoder, decoder = build_networks((1, 32, 32), 2, True, **preset("seed000_conv"))
+def test_the_keras_notebooks_net_has_its_parameter_counts():
+    encoder, decoder = build_networks((1, 32, 32), 2, True, **preset("keras_conv32"))
     assert (count(encoder), count(decoder)) == (100_868, 246_273)
 
 
-def test_seed003_preset_has_a_dense_20_layer_before_the_heads():
-    encoder, _ = build_networks((1, 28, 28), 2, True, **preset("seed003_conv"))
+def test_the_slides_net_has_a_dense_20_layer_before_the_heads():
+    encoder, _ = build_networks((1, 28, 28), 2, True, **preset("slides_conv"))
     assert encoder.mean.in_features == 20
 
 
 def test_an_autoencoder_encoder_has_no_logvar_head():
-    encoder, _ = build_networks((1, 32, 32), 2, False, **preset("seed000_conv"))
+    encoder, _ = build_networks((1, 32, 32), 2, False, **preset("keras_conv32"))
     assert encoder.logvar is None
     assert count(encoder) == 100_868 - (2048 * 2 + 2)  # the notebook's VAE encoder less one head
 
 
-def test_seed002_mlp_has_the_tutorials_parameter_counts():
+def test_the_lab_exercises_mlp_has_its_parameter_counts():
     encoder, decoder = build_networks((1, 28, 28), 2, True, family="mlp", hidden=[512], activation="relu")
     assert (count(encoder), count(decoder)) == (403_972, 403_728)
 
 
-def test_seed001_fashion_net_flattens_to_7x7x64():
+def test_the_learnopencv_fashion_net_flattens_to_7x7x64():
     encoder, _ = build_networks((1, 28, 28), 2, True, **preset("conv"))
     assert encoder.mean.in_features == 3136
 

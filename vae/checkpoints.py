@@ -1,6 +1,7 @@
 """Checkpoints: written atomically, found for resuming, and loaded back safely."""
 
 import os
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -8,6 +9,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
+from vae import schema
 from vae.data import build_datamodule
 from vae.errors import UserError, first_line
 from vae.interrupts import BATCHES_DONE
@@ -93,8 +95,6 @@ def _load_failure(error: Exception) -> str:
     return f"it holds more than tensors and plain values: {reasons[0] if reasons else 'unreadable'}"
 
 
-# The hyperparameters that fix the weights' shapes: a checkpoint can only resume a run that agrees.
-ARCHITECTURE = ("image_shape", "latent_dim", "variational", "model")
 RESUMABLE = ("epoch", "global_step", "state_dict", "hyper_parameters")
 
 
@@ -108,9 +108,9 @@ def check_resumable(checkpoint: Any, model: VAE, epochs: int, file: Path) -> Non
         raise UserError(
             f"{file} is not a checkpoint written by python -m vae.train (no {', '.join(RESUMABLE)})"
         )
-    saved = checkpoint["hyper_parameters"]
-    for key in ARCHITECTURE:
-        ours, theirs = _comparable(model.hparams[key]), _comparable(saved.get(key))
+    saved = architecture(hyperparameters_of(checkpoint))
+    for key, ours in architecture(model.hparams).items():
+        theirs = saved[key]
         if ours != theirs:
             raise UserError(
                 f"{file} was trained with {key}={theirs}, but this run asks for {key}={ours}; "
@@ -125,8 +125,28 @@ def check_resumable(checkpoint: Any, model: VAE, epochs: int, file: Path) -> Non
         )
 
 
-def _comparable(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value
+def architecture(hyperparameters: dict) -> dict:
+    """The settings that fix the weights' shapes: a checkpoint can only resume a run that agrees."""
+    return {
+        "image_shape": list(hyperparameters["image_shape"]),
+        "latent_dim": hyperparameters["latent_dim"],
+        "model": hyperparameters["model"],
+        "objective.variational": hyperparameters["objective"].get("variational", True),
+    }
+
+
+def hyperparameters_of(checkpoint: dict) -> dict:
+    """The model's arguments a checkpoint holds. One written before the settings had groups
+    (``recon``, ``lr``, ... at the top) is regrouped, so older checkpoints still load."""
+    saved = dict(checkpoint["hyper_parameters"])
+    if "objective" in saved:
+        return saved
+    groups = {"objective": schema.Objective, "optim": schema.Optim}
+    regrouped = {
+        group: {item.name: saved.pop(item.name) for item in fields(kind) if item.name in saved}
+        for group, kind in groups.items()
+    }
+    return {**saved, **regrouped}
 
 
 def load_run(
@@ -140,7 +160,7 @@ def load_run(
     file = checkpoint_file(path)
     checkpoint = read_checkpoint(file)
     try:
-        model = VAE(**checkpoint["hyper_parameters"])
+        model = VAE(**hyperparameters_of(checkpoint))
         model.load_state_dict(checkpoint["state_dict"])
     except Exception as error:  # a dict of the wrong shape: not written by vae.train
         raise UserError(f"{file} is not a loadable vae checkpoint ({first_line(error)})") from error

@@ -1,16 +1,16 @@
 """Checks of the composed config, so a typo fails before any data is loaded or trained on."""
 
+from importlib.util import find_spec
 from pathlib import Path
 
+from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 import vae.conf
+from vae import schema
 from vae.errors import UserError
-from vae.module import BINARIZATIONS, SAMPLER_STDS
-from vae.objectives import RECONSTRUCTIONS, REDUCTIONS
-from vae.precision import PRECISIONS
 
-GROUPS = ("dataset", "model", "experiment")
+GROUPS = ("dataset", "model", "experiment", "hparams_search")
 
 
 def _arguments_after(flags: tuple[str, ...], arguments: list[str]) -> list[str]:
@@ -54,25 +54,46 @@ def group_choices(folders: list[Path], group: str) -> list[str]:
     return sorted(names)
 
 
-def check_choices(arguments: list[str]) -> None:
-    """Refuse an unknown ``dataset=``, ``model=`` or ``experiment=`` in one line.
+def check_arguments(arguments: list[str]) -> None:
+    """Refuse, in one line, an unknown key or an unknown ``dataset=``, ``model=`` or ``experiment=``.
 
-    Runs before Hydra composes the config: Hydra's own error spreads over several lines.
-    Sweeps (``dataset=mnist,fashion_mnist``) are checked choice by choice; a user's own
-    configs (``--config-dir``, ``hydra.searchpath``) count as choices.
+    Runs before Hydra composes the config: Hydra's own errors spread over several lines. Sweeps
+    (``dataset=mnist,fashion_mnist``) are checked choice by choice; a user's own configs
+    (``--config-dir``, ``hydra.searchpath``) count as choices. Keys that add (``+key=``) or
+    delete (``~key``) and Hydra's own (``hydra.*``) are left to Hydra, as are values: the
+    schema checks those once the config is composed.
     """
     folders = config_folders(arguments)
-    if folders is None:
-        return
+    known = schema.known_keys()
     for argument in arguments:
         key, assigned, value = argument.partition("=")
-        group = key.lstrip("+~")
-        if not assigned or group not in GROUPS or "(" in value:  # leave sweep functions to Hydra
+        if not assigned or key.startswith(("+", "~", "-", "hydra.")):
             continue
-        choices = group_choices(folders, group)
-        for choice in value.split(","):
-            if choice not in choices and choice != "null":
-                raise UserError(f"unknown {group} {choice!r}; choose one of {', '.join(choices)}")
+        if key in GROUPS:
+            _check_choice(folders, key, value)
+            if (
+                key == "hparams_search"
+                and value != "null"
+                and not find_spec("hydra_plugins.hydra_optuna_sweeper")
+            ):
+                raise UserError(
+                    f"hparams_search={value} needs Hydra's Optuna sweeper: pip install -e '.[sweep]'"
+                )
+        elif key not in known:
+            near = schema.nearest_key(key, known)
+            hint = f"; did you mean {near}?" if near else "; the keys: docs/configuration.md"
+            if key.startswith("trainer."):
+                hint = f"; add another Lightning Trainer argument with +{key}={value}"
+            raise UserError(f"unknown key {key}{hint}")
+
+
+def _check_choice(folders: list[Path] | None, group: str, value: str) -> None:
+    if folders is None or "(" in value:  # another primary config folder, or a sweep function
+        return
+    choices = group_choices(folders, group)
+    for choice in value.split(","):
+        if choice not in choices and choice != "null":
+            raise UserError(f"unknown {group} {choice!r}; choose one of {', '.join(choices)}")
 
 
 def positive_int(cfg: DictConfig, key: str, least: int = 1) -> None:
@@ -91,28 +112,38 @@ def require_checkpoint(cfg: DictConfig) -> None:
         )
 
 
-def validate(cfg: DictConfig) -> None:
-    """Raise a ``UserError`` naming the first bad top-level value and what to use instead."""
-    for key in ("latent_dim", "batch_size", "epochs", "progress_every"):
-        positive_int(cfg, key)
-    positive_int(cfg, "plots.scatter_points", least=2)  # a principal plane needs two points
-    for key, allowed in (
-        ("recon", RECONSTRUCTIONS),
-        ("recon_reduction", REDUCTIONS),
-        ("kl_reduction", REDUCTIONS),
-        ("binarize", BINARIZATIONS),
-        ("sampler_std", SAMPLER_STDS),
-        ("precision", PRECISIONS),
-    ):
-        if cfg[key] not in allowed:
-            raise UserError(f"{key} must be one of {allowed}, got {cfg[key]!r}")
-    for key in ("variational", "channels_last", "compile", "data_on_device", "keep_freed_memory"):
-        if not isinstance(cfg[key], bool):
-            raise UserError(f"{key} must be true or false, got {cfg[key]!r}")
-    for key in ("beta", "lr", "adam_eps", "mse_scale", "eps_std", "kl_warmup_epochs"):
-        if isinstance(cfg[key], bool) or not isinstance(cfg[key], int | float) or cfg[key] < 0:
-            raise UserError(f"{key} must be a non-negative number, got {cfg[key]!r}")
-    if cfg.eps_std == 0:  # the KL reads log(eps_std^2) into the posterior's variance
-        raise UserError("eps_std must be positive (1 for the textbook sampler, 0.1 for seed 004's), got 0")
-    if cfg.binarize != "none" and "binarize" not in cfg.dataset:
-        raise UserError(f"binarize={cfg.binarize} is for MNIST-family data, not dataset={cfg.dataset.name}")
+def register_schema() -> None:
+    """Hand Hydra the schema's defaults: the top level's and each dataset and network family's.
+
+    ``conf/config.yaml`` composes ``schema`` first; the dataset and model files start from
+    ``<family>_schema`` and list only what differs from it.
+    """
+    store = ConfigStore.instance()
+    store.store(name="schema", node=schema.defaults(schema.Config))
+    store.store(group="dataset", name="mnist_schema", node=schema.defaults(schema.MnistData))
+    store.store(group="dataset", name="cartoon_schema", node=schema.defaults(schema.CartoonData))
+    store.store(group="model", name="conv_schema", node=schema.defaults(schema.ConvNet))
+    store.store(group="model", name="mlp_schema", node=schema.defaults(schema.MlpNet))
+
+
+def validate(cfg: DictConfig) -> dict:
+    """The composed config as plain values, checked against the schema; a ``UserError`` names
+    the first bad key and what it allows."""
+    values = {  # resolved against the whole config; Hydra's own node stays out
+        key: OmegaConf.to_container(cfg[key], resolve=True) if OmegaConf.is_config(cfg[key]) else cfg[key]
+        for key in cfg
+        if key != "hydra"
+    }
+    dataset, model = values.pop("dataset"), values.pop("model")
+    try:
+        schema.check(schema.Config, values)
+        schema.check(schema.DATASETS.get(dataset.get("name"), schema.MnistData), dataset, "dataset.")
+        schema.check(schema.NETWORKS.get(model.get("family"), schema.ConvNet), model, "model.")
+    except ValueError as error:
+        raise UserError(str(error)) from error
+    binarize = values["objective"]["binarize"]
+    if binarize != "none" and "binarize" not in dataset:
+        raise UserError(
+            f"objective.binarize={binarize} is for MNIST-family data, not dataset={dataset['name']}"
+        )
+    return {**values, "dataset": dataset, "model": model}

@@ -21,7 +21,7 @@ ANOMALY_SETS = ("mnist", "fashion_mnist")  # the same 28 x 28 grey images, prepr
 
 
 def likelihood_name(model: VAE) -> str:
-    hp = model.hparams
+    hp = model.objective
     if hp.recon == "bce":
         pixels = {
             "none": "[0, 1] pixels, not binarized",
@@ -63,7 +63,7 @@ def anomaly_scores(cfg: DictConfig, model: VAE, datamodule, inliers: torch.Tenso
         raise UserError(
             f"anomaly={cfg.anomaly} images are {tuple(outliers.shape[1:])}, the model's are {tuple(inliers.shape[1:])}"
         )
-    key = "negative_elbo" if model.hparams.variational else "recon"
+    key = "negative_elbo" if model.objective.variational else "recon"
     in_scores = per_image_measures(model, inliers, cfg.anomaly_k, cfg.batch_size, cfg.seed)[key]
     out_scores = per_image_measures(model, outliers, cfg.anomaly_k, cfg.batch_size, cfg.seed + 1)[key]
     return {
@@ -122,7 +122,7 @@ def main(cfg: DictConfig) -> None:
         "images": len(images),
         "likelihood": likelihood_name(model),
         "units": "nats per image; recon summed over pixels, KL summed over latent dims",
-        "k": cfg.k if model.hparams.variational else None,
+        "k": cfg.k if model.objective.variational else None,
         "seed": cfg.seed,
         **summary(measures),
     }

@@ -34,7 +34,7 @@ def posterior_means(model: VAE, images: Tensor) -> Tensor:
 def evaluation_inputs(model: VAE, images: Tensor, generator: torch.Generator) -> Tensor:
     """Pixels as the model sees them; a dynamically binarized model gets one fixed, seeded draw."""
     x = to_unit_interval(images.to(model.device))
-    return torch.bernoulli(x, generator=generator) if model.hparams.binarize == "dynamic" else x
+    return torch.bernoulli(x, generator=generator) if model.objective.binarize == "dynamic" else x
 
 
 @torch.no_grad()
@@ -45,7 +45,7 @@ def bounds(model: VAE, x: Tensor, k: int, chunk: int, generator: torch.Generator
     decoder's FLOPs. The proposal is the model's own q(z|x) as its sampler draws it (a reduced
     ``eps_std``, ``sampler_std=exp_logvar``), so the KL here is that posterior's true KL.
     """
-    hp = model.hparams
+    hp = model.objective
     mu, logvar = model.encode(x)
     logvar = model.sampler.posterior_logvar(logvar)
     log_weights, recon = [], torch.zeros(len(x), device=x.device)
@@ -76,7 +76,7 @@ def bounds(model: VAE, x: Tensor, k: int, chunk: int, generator: torch.Generator
 @torch.no_grad()
 def reconstruction_error(model: VAE, x: Tensor) -> Tensor:
     """-log p(x | code) per image, for a plain autoencoder (no posterior to average over)."""
-    hp = model.hparams
+    hp = model.objective
     return -log_likelihood(hp.recon, model.decoder(model.encode(x)[0]), x, hp.mse_scale)
 
 
@@ -89,7 +89,7 @@ def per_image_measures(model: VAE, images: Tensor, k: int, batch_size: int, seed
     parts: dict[str, list[Tensor]] = {}
     for batch in images.split(batch_size):
         x = evaluation_inputs(model, batch, generator)
-        if model.hparams.variational:
+        if model.objective.variational:
             measures = bounds(model, x, k, chunk, generator)
         else:
             measures = {"recon": reconstruction_error(model, x)}

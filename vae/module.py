@@ -7,18 +7,14 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
+from vae import schema
 from vae.nets import build_networks
 from vae.objectives import (
-    RECONSTRUCTIONS,
-    REDUCTIONS,
     at_least_float32,
     gaussian_kl,
     reconstruction,
     reparameterize,
 )
-
-BINARIZATIONS = ("none", "dynamic", "static")
-SAMPLER_STDS = ("exp_half_logvar", "exp_logvar")
 
 
 def to_unit_interval(images: Tensor) -> Tensor:
@@ -37,8 +33,6 @@ class Sampler(nn.Module):
 
     def __init__(self, eps_std: float, std: str = "exp_half_logvar") -> None:
         super().__init__()
-        if std not in SAMPLER_STDS:
-            raise ValueError(f"unknown sampler_std {std!r}; choose one of {SAMPLER_STDS}")
         self.eps_std = eps_std
         self.logvar_factor = 2.0 if std == "exp_logvar" else 1.0
 
@@ -89,41 +83,27 @@ class EpochSums:
 class VAE(pl.LightningModule):
     """A Gaussian-latent VAE whose loss per image is recon + beta * KL(q(z|x) || N(0, I)).
 
-    ``variational=False`` makes it the plain autoencoder of the same network (no sampler,
-    no KL), the tutorials' baseline. Every argument is a plain value (the entry points
-    resolve the Hydra config), so a checkpoint holds only tensors and plain containers.
+    ``objective["variational"]=False`` makes it the plain autoencoder of the same network (no
+    sampler, no KL), the tutorials' baseline. The arguments are plain values, checked against
+    ``vae.schema``, so a checkpoint holds only tensors and plain containers.
     """
 
     def __init__(
-        self,
-        image_shape: Sequence[int],
-        latent_dim: int,
-        model: dict,
-        recon: str,
-        recon_reduction: str,
-        mse_scale: float,
-        kl_reduction: str,
-        beta: float,
-        kl_warmup_epochs: int,
-        variational: bool,
-        eps_std: float,
-        binarize: str,
-        lr: float,
-        sampler_std: str = "exp_half_logvar",  # defaults: checkpoints from before these switches load
-        adam_eps: float = 1e-8,
+        self, image_shape: Sequence[int], latent_dim: int, model: dict, objective: dict, optim: dict
     ) -> None:
         super().__init__()
-        for name, value, allowed in (
-            ("recon", recon, RECONSTRUCTIONS),
-            ("recon_reduction", recon_reduction, REDUCTIONS),
-            ("kl_reduction", kl_reduction, REDUCTIONS),
-            ("binarize", binarize, BINARIZATIONS),
+        for group, values, prefix in (
+            (schema.NETWORKS.get(model.get("family"), schema.ConvNet), model, "model."),
+            (schema.Objective, objective, "objective."),
+            (schema.Optim, optim, "optim."),
         ):
-            if value not in allowed:
-                raise ValueError(f"unknown {name} {value!r}; choose one of {allowed}")
+            schema.check(group, values, prefix)
         self.save_hyperparameters()
+        self.objective = schema.Objective(**objective)
+        self.optim = schema.Optim(**optim)
+        variational = self.objective.variational
         self.encoder, self.decoder = build_networks(tuple(image_shape), latent_dim, variational, **model)
-        self.sampler = Sampler(eps_std, sampler_std) if variational else None
+        self.sampler = Sampler(self.objective.eps_std, self.objective.sampler_std) if variational else None
         self.memory_format = torch.contiguous_format
         self._resumed_rng_states: dict | None = None  # set by on_load_checkpoint, used once
         self._epoch_sums = {stage: EpochSums() for stage in ("train", "val", "test")}
@@ -161,14 +141,14 @@ class VAE(pl.LightningModule):
     def prepare(self, images: Tensor) -> Tensor:
         """Batch pixels to the model's input: floats in [0, 1], binarized if configured."""
         x = to_unit_interval(images).contiguous(memory_format=self.memory_format)
-        return torch.bernoulli(x) if self.hparams.binarize == "dynamic" else x
+        return torch.bernoulli(x) if self.objective.binarize == "dynamic" else x
 
     def losses(self, x: Tensor, kl_weight: float | None = None) -> dict[str, Tensor]:
         """Per-image ``recon``, ``kl`` and ``loss`` (= recon + kl_weight * kl) of inputs in [0, 1].
 
         ``kl_weight`` defaults to ``beta``; an autoencoder has no ``kl`` and its loss is recon.
         """
-        hp = self.hparams
+        hp = self.objective
         mu, logvar = self.encoder(x)
         if hp.variational:  # the draw and the KL in float32 (the heads may run in bf16)
             mu, logvar = at_least_float32(mu), at_least_float32(logvar)
@@ -188,11 +168,11 @@ class VAE(pl.LightningModule):
         """
         trainer = self.trainer
         steps_per_epoch = math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches)
-        warmup_steps = self.hparams.kl_warmup_epochs * steps_per_epoch
+        warmup_steps = self.objective.kl_warmup_epochs * steps_per_epoch
         if warmup_steps == 0:
-            return self.hparams.beta
+            return self.objective.beta
         step = self.global_step if step is None else step
-        return self.hparams.beta * min(1.0, (step + 1) / warmup_steps)
+        return self.objective.beta * min(1.0, (step + 1) / warmup_steps)
 
     def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
         x = self.prepare(batch[0])
@@ -220,7 +200,7 @@ class VAE(pl.LightningModule):
         # sync_dist: the values are already reduced, so the mean over processes changes nothing;
         # it is what tells Lightning so (it warns about unsynced epoch values otherwise).
         logged = {f"{stage}/{name}": value for name, value in totals.items()}
-        if stage == "train" and self.hparams.kl_warmup_epochs:
+        if stage == "train" and self.objective.kl_warmup_epochs:
             logged["train/beta"] = self.kl_weight(self.global_step - 1)  # the epoch's last step
         self.log_dict(logged, on_epoch=True, sync_dist=True)
 
@@ -265,5 +245,6 @@ class VAE(pl.LightningModule):
         # gradients inside its own step, so Lightning cannot clip them before it; with
         # gradient clipping the optimizer is the plain (foreach) Adam.
         clipping = bool(self.trainer.gradient_clip_val)
-        hp = self.hparams
-        return torch.optim.Adam(self.parameters(), lr=hp.lr, eps=hp.adam_eps, fused=not clipping)
+        return torch.optim.Adam(
+            self.parameters(), lr=self.optim.lr, eps=self.optim.adam_eps, fused=not clipping
+        )
