@@ -46,7 +46,7 @@ def test_png_holds_the_rounded_pixels_of_grey_and_colour_grids():
 def test_pixels_of_a_figure_are_its_agg_drawing():
     figure = plots.latent_scatter(torch.randn(10, 2), None, None, "means")
     values = plots.pixels(figure)
-    assert values.shape == (520, 640, 4)  # 6.4 x 5.2 inches at matplotlib's 100 dpi, RGBA
+    assert values.shape == (520, 640, 3)  # 6.4 x 5.2 inches at matplotlib's 100 dpi, RGB
     assert values.min() < 100 and values.max() == 255  # ink on a white background
 
 

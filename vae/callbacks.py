@@ -3,7 +3,6 @@
 import json
 import time
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import pytorch_lightning as pl
@@ -149,7 +148,7 @@ class LatentPictures(pl.Callback):
         self.scatter = plots.LatentScatter(self.labels, self.class_names, latent_dim)
         generator = torch.Generator().manual_seed(self.seed)
         self.prior = torch.randn(self.grid_size**2, latent_dim, generator=generator)
-        self.latest: tuple[int, dict[str, EncodedPicture]] | None = None  # (global step, pictures)
+        self.latest: tuple[int, dict[str, np.ndarray]] | None = None  # (global step, pixels by tag)
 
     def _scatter_set(self, dataset) -> tuple[Tensor, Tensor | None]:
         return dataset.head(self.scatter_points)  # labels None for unlabelled data: one colour
@@ -192,7 +191,7 @@ class LatentPictures(pl.Callback):
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: VAE) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
-        pictures = encode(self.render(pl_module, trainer.current_epoch + 1))
+        pictures = drawn(self.render(pl_module, trainer.current_epoch + 1))
         _log_pictures(trainer, pictures)
         self.latest = (trainer.global_step, pictures)
 
@@ -202,39 +201,28 @@ class LatentPictures(pl.Callback):
         if self.latest is not None and self.latest[0] == trainer.global_step:
             pictures = self.latest[1]  # no step since the last validation: the same pictures
         else:
-            pictures = encode(self.render(pl_module, trainer.current_epoch))
+            pictures = drawn(self.render(pl_module, trainer.current_epoch))
         test_set = getattr(trainer.datamodule, "test_set", None)
         if test_set is not None:
-            test = encode({"latent/test": self.test_scatter(pl_module, test_set)})
+            test = drawn({"latent/test": self.test_scatter(pl_module, test_set)})
             _log_pictures(trainer, test)
             pictures = {**pictures, **test}
         folder = Path(trainer.default_root_dir)
         for tag, picture in pictures.items():
-            (folder / f"{tag.replace('/', '_')}.png").write_bytes(picture.png)
+            (folder / f"{tag.replace('/', '_')}.png").write_bytes(plots.png(picture))
 
 
-class EncodedPicture(NamedTuple):
-    """A picture's uint8 pixels (``[H, W]`` grey or ``[H, W, C]``) and their PNG file contents."""
-
-    pixels: np.ndarray
-    png: bytes
+def drawn(pictures: dict[str, Tensor | Figure]) -> dict[str, np.ndarray]:
+    """Each picture's uint8 pixels, drawn once for TensorBoard and the run folder alike."""
+    return {tag: plots.pixels(picture) for tag, picture in pictures.items()}
 
 
-def encode(pictures: dict[str, Tensor | Figure]) -> dict[str, EncodedPicture]:
-    """Each picture drawn once, for TensorBoard and for the run folder alike."""
-    encoded = {}
-    for tag, picture in pictures.items():
-        values = plots.pixels(picture)
-        encoded[tag] = EncodedPicture(values, plots.png(values))
-    return encoded
-
-
-def _log_pictures(trainer: pl.Trainer, pictures: dict[str, EncodedPicture]) -> None:
+def _log_pictures(trainer: pl.Trainer, pictures: dict[str, np.ndarray]) -> None:
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
-            for tag, picture in pictures.items():
-                formats = "HW" if picture.pixels.ndim == 2 else "HWC"
-                logger.experiment.add_image(tag, picture.pixels, trainer.global_step, dataformats=formats)
+            for tag, values in pictures.items():
+                formats = "HW" if values.ndim == 2 else "HWC"
+                logger.experiment.add_image(tag, values, trainer.global_step, dataformats=formats)
 
 
 class RunSummary(pl.Callback):

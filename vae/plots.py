@@ -28,11 +28,11 @@ def image_grid(images: Tensor, per_row: int) -> Tensor:
 
 
 def pixels(picture: Tensor | Figure) -> np.ndarray:
-    """uint8 pixels of a grid in [0, 1] (``[H, W]`` grey or ``[H, W, C]``) or of a figure drawn by Agg."""
+    """uint8 pixels of a grid in [0, 1] (``[H, W]`` grey or ``[H, W, C]``) or of a figure drawn by Agg (RGB)."""
     if isinstance(picture, Figure):
         canvas = FigureCanvasAgg(picture)
         canvas.draw()
-        return np.asarray(canvas.buffer_rgba())
+        return np.asarray(canvas.buffer_rgba())[..., :3]  # opaque: the alpha channel only costs encoding
     values = (
         picture.detach().cpu().mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8)
     )  # rounded, as save_image
