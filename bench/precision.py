@@ -38,7 +38,7 @@ def train(workload: Workload, seed: int, bf16: bool, batches: int | None) -> tup
     torch.manual_seed(seed)  # the initial weights, the shuffling and the sampler's draws
     model = workload.model().train()
     model.use_fast_paths(channels_last=True, compile=False)
-    optimizer = torch.optim.Adam(model.parameters(), lr=model.hparams.lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=model.optim.lr)
     started, done = time.perf_counter(), 0
     for images, _ in workload.fast_loader():
         if done == batches:

@@ -98,7 +98,7 @@ class Trainee:
         self.model = workload.model().train()
         self.model.use_fast_paths(channels_last=variant.channels_last, compile=variant.compile)
         fused = {"fused": True} if variant.fused_adam else {}
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.model.hparams.lr, **fused)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.model.optim.lr, **fused)
         self.batches = endless(workload.fast_loader() if variant.fast_data else workload.baseline_loader())
 
     def run(self, steps: int) -> list[Step]:
