@@ -133,7 +133,7 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument(
         "--targets",
         action="store_true",
-        help="only the two speed targets: seed 001's net (the conv preset) against its plain script, "
+        help="only the two speed targets: LearnOpenCV's net (the conv preset) against its plain script, "
         "each in a process of its own, and --reference",
     )
     parser.add_argument(

@@ -27,7 +27,7 @@ from vae.train import build_model
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 BATCH_SIZE = 128  # the baseline's batch for every preset, whatever a tutorial trains with
 MNIST_TRAIN_SIZE = 60_000
-CARTOON_SET_SIZE = 100_000  # cartoonset100k, the set seed 001 trains on
+CARTOON_SET_SIZE = 100_000  # cartoonset100k, the set LearnOpenCV trains on
 RANDOM_BATCHES = 16  # random images are cycled: their content does not change a step's time
 
 

@@ -127,7 +127,7 @@ class LatentPictures(pl.Callback):
 
     The latent scatter of validation means coloured by class, samples decoded from fixed
     prior draws and from fixed uniform draws inside the box the validation means span
-    (seed 001's second sampler), originals over reconstructions, and for 2-D latents the
+    (LearnOpenCV's second sampler), originals over reconstructions, and for 2-D latents the
     decoded manifold over [-3, 3]^2. When training ends the same pictures are saved as PNGs
     in the run folder, with a scatter of the test set's means.
     """

@@ -22,9 +22,8 @@ def test_images(datamodule, limit: int | None) -> Tensor:
 @torch.no_grad()
 def posterior_means(model: VAE, images: Tensor) -> Tensor:
     """E[z|x] (an autoencoder's code) of uint8 ``images``, about 262k input values per forward
-    pass (334 MNIST images, 5 at 128 px RGB): a conv net's first layers hold 32-64x their
-    input, so one pass stays near 70 MB (2,675 MNIST images per pass raised the peak RSS of a
-    default Fashion-MNIST run from 1.11 to 1.35 GiB)."""
+    pass: a conv net's first layers hold 32-64x their input, so larger passes would raise a
+    run's peak memory for no gain."""
     chunk = max(1, 2**18 // images[0].numel())
     return torch.cat(
         [model.encode(to_unit_interval(batch.to(model.device)))[0] for batch in images.split(chunk)]
@@ -83,8 +82,8 @@ def reconstruction_error(model: VAE, x: Tensor) -> Tensor:
 def per_image_measures(model: VAE, images: Tensor, k: int, batch_size: int, seed: int) -> dict[str, Tensor]:
     """``bounds`` (or the autoencoder's error) for all ``images``, ``batch_size`` at a time."""
     generator = torch.Generator(device=model.device).manual_seed(seed)
-    # About 128 latents per decoder call: bench/ measured 4x the throughput of 8k-latent calls
-    # on CPU (caches) and a fraction of the memory.
+    # About 128 latents per decoder call: calls that stay in the CPU's caches decode faster
+    # than large ones, in a fraction of the memory (bench.iwae measures it).
     chunk = max(1, 128 // batch_size)
     parts: dict[str, list[Tensor]] = {}
     for batch in images.split(batch_size):

@@ -53,5 +53,5 @@ def traverse(code: Tensor, dims: int, steps: int, extent: float) -> Tensor:
 
 
 def uniform_within(lower: Tensor, upper: Tensor, count: int, generator: torch.Generator) -> Tensor:
-    """``count`` latents drawn uniformly inside the box [lower, upper] (seed 001's sampler)."""
+    """``count`` latents drawn uniformly inside the box [lower, upper] (LearnOpenCV's sampler)."""
     return lower + (upper - lower) * torch.rand(count, len(lower), generator=generator)

@@ -25,10 +25,10 @@ def to_unit_interval(images: Tensor) -> Tensor:
 class Sampler(nn.Module):
     """Draws z ~ q(z|x) by reparameterization, from the encoder's mean and log-variance heads.
 
-    ``eps_std`` below 1 shrinks the noise, reproducing seed 004's eps ~ N(0, 0.1^2).
-    ``std="exp_logvar"`` draws with std exp(logvar) instead of exp(logvar / 2), as seeds 002
-    and 004 write it, while their KL still reads the head as a log-variance: the loss they
-    report is then not the ELBO of the posterior actually sampled (README, Presets).
+    ``eps_std`` below 1 shrinks the noise, reproducing the UPM notebook's eps ~ N(0, 0.1^2).
+    ``std="exp_logvar"`` draws with std exp(logvar) instead of exp(logvar / 2), as the lab exercise
+    and the UPM notebook write it, while their KL still reads the head as a log-variance: the loss they
+    report is then not the ELBO of the posterior actually sampled (docs/presets.md).
     """
 
     def __init__(self, eps_std: float, std: str = "exp_half_logvar") -> None:
@@ -47,9 +47,9 @@ class Sampler(nn.Module):
 class EpochSums:
     """Per-image loss terms summed over an epoch on their device.
 
-    ``self.log`` in every step cost 1.7 ms of the MLP's 8 ms step on this CPU (a fifth of a
-    pytorch/examples run) and reads each value back to the host; adding into one tensor costs
-    microseconds and no host sync, and the epoch's means are logged once at its end.
+    ``self.log`` in every step costs a noticeable share of a small MLP's step and reads each
+    value back to the host; adding into one tensor costs microseconds and no host sync, and
+    the epoch's means are logged once at its end.
     """
 
     def __init__(self) -> None:

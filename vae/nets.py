@@ -12,7 +12,7 @@ from torch import Tensor, nn
 FAMILIES = ("mlp", "conv")
 ACTIVATIONS = {
     "relu": nn.ReLU,
-    # Keras' default slope (0.3), which seed 001's LeakyReLU() layers use.
+    # Keras' default slope (0.3), which LearnOpenCV's LeakyReLU() layers use.
     "leaky_relu": lambda: nn.LeakyReLU(0.3),
 }
 
@@ -135,7 +135,7 @@ def build_conv(
         height, width = (height - 1) // stride + 1, (width - 1) // stride + 1
     encoder_layers.append(nn.Flatten())
     features = channels * height * width
-    for size in encoder_dense:  # seed 003's Dense(20) between the convolutions and the heads
+    for size in encoder_dense:  # the CS3232 slides' Dense(20) between the convolutions and the heads
         encoder_layers += _block(nn.Linear(features, size), size, batch_norm, activation)
         features = size
     encoder = GaussianEncoder(nn.Sequential(*encoder_layers), features, latent_dim)

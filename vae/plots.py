@@ -42,8 +42,8 @@ def pixels(picture: Tensor | Figure) -> np.ndarray:
 def png(values: np.ndarray) -> bytes:
     """PNG file contents of uint8 pixel values (as ``pixels`` returns them).
 
-    zlib level 1, not PIL's 6: a 242 x 242 grid encodes in ~2 ms instead of ~10 ms (files a
-    fifth larger), which counts when pictures are drawn after every short epoch.
+    zlib level 1, not PIL's 6: several times faster for files a fifth larger, which counts
+    when pictures are saved after short runs.
     """
     buffer = io.BytesIO()
     Image.fromarray(values).save(buffer, format="PNG", compress_level=1)
@@ -88,7 +88,7 @@ class LatentScatter:
     title says so; one dimension is drawn against zero. Building the axes, ticks and legend
     costs as much as drawing them, and the training pictures show the same images after every
     epoch, so those are built once and each ``draw`` only moves the points and sets the limits
-    and title: half the time of a new figure (70 against 140 ms a draw on this 2-core CPU).
+    and title: about half the time of a new figure.
     """
 
     def __init__(self, labels: Tensor | None, class_names: Sequence[str] | None, dims: int) -> None:

@@ -33,7 +33,7 @@ class InMemoryImages(Dataset):
         """The images and labels at a 1-D tensor of positions.
 
         ``index_select``, because advanced indexing of a uint8 ``[N, 1, 28, 28]`` tensor takes
-        ten times as long (60 against 6 us for 128 rows), a few percent of an MLP step.
+        about ten times as long, a few percent of an MLP step.
         """
         rows = index if self.rows is None else self.rows.index_select(0, index)
         rows = rows.to(self.images.device)  # positions come from the CPU, images may be on a GPU

@@ -39,7 +39,7 @@ class MNISTDataModule(InMemoryDataModule):
     the training seed, so every run validates on the same images); test is the official set.
     ``val_size=0`` trains on all 60,000 images and validates on the test set, as the Keras
     tutorials and pytorch/examples do (their reported figures are on that protocol).
-    ``pad_to`` zero-pads the 28x28 images (seed 000 trains on 32x32). ``binarize="static"``
+    ``pad_to`` zero-pads the 28x28 images (the Keras notebook trains on 32x32). ``binarize="static"``
     replaces every image by one Bernoulli draw of its pixels, fixed by ``split_seed``, made
     once at loading (the fixed binarized MNIST of the likelihood literature); other values
     leave the pixels alone (``dynamic`` binarization happens per batch, in the model).
