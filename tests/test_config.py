@@ -6,7 +6,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from vae import schema
+from vae import config, schema
 from vae.config import check_arguments, register_schema, validate
 from vae.errors import UserError
 from vae.nets import FAMILIES
@@ -148,3 +148,16 @@ def test_the_configuration_page_is_the_schemas_own_description():
     page = (CONF.parent / "docs" / "configuration.md").read_text()
     assert page == schema.markdown(), "regenerate it: python -m vae.schema > docs/configuration.md"
     assert all(f"`{key}`" in page for key in schema.known_keys())
+
+
+@pytest.mark.parametrize("missing", [None, ModuleNotFoundError("No module named 'hydra_plugins'")])
+def test_an_optuna_search_without_its_plugin_is_one_line_saying_what_to_install(monkeypatch, missing):
+    def find_spec(name):
+        if missing:
+            raise missing
+        return None
+
+    monkeypatch.setattr(config, "find_spec", find_spec)
+    with pytest.raises(UserError, match=r"hparams_search=optuna needs Hydra's Optuna sweeper: pip install"):
+        check_arguments(["hparams_search=optuna"])
+    check_arguments(["hparams_search=null"])

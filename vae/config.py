@@ -71,11 +71,7 @@ def check_arguments(arguments: list[str]) -> None:
             continue
         if key in GROUPS:
             _check_choice(folders, key, value)
-            if (
-                key == "hparams_search"
-                and value != "null"
-                and not find_spec("hydra_plugins.hydra_optuna_sweeper")
-            ):
+            if key == "hparams_search" and value != "null" and not _optuna_sweeper_installed():
                 raise UserError(
                     f"hparams_search={value} needs Hydra's Optuna sweeper: pip install -e '.[sweep]'"
                 )
@@ -85,6 +81,13 @@ def check_arguments(arguments: list[str]) -> None:
             if key.startswith("trainer."):
                 hint = f"; add another Lightning Trainer argument with +{key}={value}"
             raise UserError(f"unknown key {key}{hint}")
+
+
+def _optuna_sweeper_installed() -> bool:
+    try:  # hydra_plugins, the namespace the plugin lives in, is absent without any Hydra plugin
+        return find_spec("hydra_plugins.hydra_optuna_sweeper") is not None
+    except ModuleNotFoundError:
+        return False
 
 
 def _check_choice(folders: list[Path] | None, group: str, value: str) -> None:
