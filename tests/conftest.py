@@ -74,6 +74,7 @@ RUN_PICTURES = {
     "samples_uniform",
     "reconstructions",
     "latent_manifold",
+    "latent_kl_per_dim",
 }
 
 # A training run cut to a few batches: enough to exercise every stage and write every file.

@@ -64,6 +64,7 @@ def test_pictures_of_a_2d_latent_space_include_the_manifold(make_vae):
         "samples/uniform",
         "reconstructions",
         "latent/manifold",
+        "latent/kl_per_dim",
     }
     assert pictures["samples/prior"].shape == (1, 2 + 4 * 30, 2 + 4 * 30)  # grey, as the images
     assert pictures["latent/manifold"].shape == (1, 2 + 5 * 30, 2 + 5 * 30)
@@ -75,6 +76,29 @@ def test_pictures_of_a_2d_latent_space_include_the_manifold(make_vae):
     assert model.training  # rendering does not leave the model in eval mode
     legend = pictures["latent/scatter"].axes[0].get_legend()
     assert [text.get_text() for text in legend.get_texts()] == ["a", "b", "c"]
+
+
+def test_the_kl_bars_show_each_dimensions_mean_kl_and_count_the_active_ones(make_vae):
+    model = make_vae((1, 28, 28), latent_dim=3).eval()
+    with torch.no_grad():  # dim 0's mean varies widely across images, dim 1's not at all
+        model.encoder.mean.weight[0].mul_(100)
+        model.encoder.mean.weight[1].zero_()
+    images = torch.randint(
+        0, 256, (30, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
+    trainer = SimpleNamespace(datamodule=SimpleNamespace(val_set=InMemoryImages(images, None)))
+    callback = LatentPictures(scatter_points=30, grid_size=4, manifold_size=5, seed=0)
+    callback.setup(trainer, model, "fit")
+    axes = callback.render(model, epochs_done=1)["latent/kl_per_dim"].axes[0]
+    with torch.no_grad():
+        mu, logvar = model.encode(images.float() / 255)
+    kl = (-0.5 * (1 + logvar - mu**2 - logvar.exp())).mean(0)  # by hand, averaged over the 30 images
+    torch.testing.assert_close(torch.tensor([bar.get_height() for bar in axes.patches]), kl)
+    assert mu[:, 0].var() > 0.01 and mu[:, 1].var() < 1e-12
+    assert callback.active_units == int((mu.var(0) > 0.01).sum())
+    assert axes.get_title().endswith(f"{callback.active_units} of 3 dimensions active")
+    colours = [patch.get_facecolor() for patch in axes.patches]
+    assert colours[0] != colours[1]  # active in colour, inactive grey
 
 
 def test_pictures_of_a_larger_latent_space_have_no_manifold(make_vae):

@@ -26,6 +26,7 @@ def test_evaluate_reports_bounds_latent_usage_anomaly_and_denoising(finished_run
         "anomaly=mnist",
         "anomaly_k=2",
         "denoise=true",
+        "probe_train_images=500",
         data_dir=data_dir,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -37,6 +38,9 @@ def test_evaluate_reports_bounds_latent_usage_anomaly_and_denoising(finished_run
     assert 0 <= report["active_units"] <= 2 and len(report["kl_per_dim"]) == 2
     assert sum(report["kl_per_dim"]) == pytest.approx(report["kl"], abs=0.01)
     assert 0 <= report["anomaly"]["auroc"] <= 1 and report["anomaly"]["images"] == 64
+    probe = report["linear_probe"]
+    assert (probe["train_images"], probe["test_images"]) == (500, 64)
+    assert 0.2 < probe["accuracy"] <= 1  # 10 classes: a 2-D code after 2 epochs is far above chance (0.1)
     assert report["denoise"]["psnr_noisy_db"] > 15  # noise of std 0.1 is about 20 dB
     assert Path(report["denoise"]["grid"]).exists()
 

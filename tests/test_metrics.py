@@ -2,7 +2,7 @@
 
 import torch
 
-from vae.metrics import active_units, auroc, psnr
+from vae.metrics import active_units, auroc, linear_probe_accuracy, psnr
 
 
 def test_auroc_of_perfect_reversed_and_tied_scorers():
@@ -34,3 +34,22 @@ def test_active_units_count_dimensions_whose_means_vary():
     generator = torch.Generator().manual_seed(0)
     means = torch.randn(1000, 4, generator=generator) * torch.tensor([1.0, 0.5, 0.05, 0.0])
     assert active_units(means) == 2  # variances 1, 0.25, 0.0025, 0 against 0.01
+
+
+def test_the_linear_probe_separates_linearly_separable_codes_and_not_random_ones():
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(400) % 4
+    centres = torch.tensor([[5.0, 0.0], [-5.0, 0.0], [0.0, 5.0], [0.0, -5.0]])
+    codes = centres[labels] + torch.randn(400, 2, generator=generator)
+    assert linear_probe_accuracy(codes[:200], labels[:200], codes[200:], labels[200:]) > 0.97
+    noise = torch.randn(400, 2, generator=generator)  # no class information: chance is 1/4
+    assert linear_probe_accuracy(noise[:200], labels[:200], noise[200:], labels[200:]) < 0.4
+
+
+def test_the_linear_probe_finds_the_one_informative_dimension_and_not_the_other():
+    # Classes by the sign of z0 alone: z1 carries nothing, and a probe on z1 alone is at chance.
+    generator = torch.Generator().manual_seed(1)
+    codes = torch.randn(600, 2, generator=generator)
+    labels = (codes[:, 0] > 0).long()
+    assert linear_probe_accuracy(codes[:300], labels[:300], codes[300:], labels[300:]) > 0.95
+    assert linear_probe_accuracy(codes[:300, 1:], labels[:300], codes[300:, 1:], labels[300:]) < 0.62

@@ -166,6 +166,39 @@ def test_the_logged_kl_weight_is_that_of_each_epochs_last_step(make_vae, accumul
     assert logged == [0.5, 1.0]
 
 
+def test_cyclical_annealing_logs_beta_restarting_each_cycle(make_vae):
+    """4 epochs of 4 steps in 2 cycles of 8: each epoch's last step (3, 7, 11, 15) sits at
+    3/8 and 7/8 of its cycle, a rise over the first half: weights 0.75, 1, 0.75, 1."""
+    logged = []
+
+    class ReadEpochLogs(pl.Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            if "train/beta" in trainer.callback_metrics:
+                logged.append(float(trainer.callback_metrics["train/beta"]))
+
+    trainer = quiet_trainer(max_epochs=4, enable_checkpointing=False, callbacks=[ReadEpochLogs()])
+    trainer.fit(make_vae(kl_cycles=2, beta=2.0), uint8_loader(random_images(8), batch_size=2))
+    logged.append(float(trainer.callback_metrics["train/beta"]))
+    assert logged == [1.5, 2.0, 1.5, 2.0]
+
+
+def test_free_bits_changes_the_training_loss_only_and_reports_the_true_kl(make_vae):
+    model = make_vae(latent_dim=3, free_bits=50.0)  # far above any dimension's KL at initialisation
+    x = torch.rand(4, 1, 4, 4)
+    torch.manual_seed(0)
+    train = model.train().losses(x)
+    torch.manual_seed(0)
+    evaluation = model.eval().losses(x)
+    torch.testing.assert_close(train["kl"], evaluation["kl"])
+    torch.testing.assert_close(train["loss"], train["recon"] + 3 * 50.0)  # every dim floored
+    torch.testing.assert_close(evaluation["loss"], evaluation["recon"] + evaluation["kl"])
+
+
+def test_two_kl_schedules_at_once_are_refused(make_vae):
+    with pytest.raises(ValueError, match="two schedules"):
+        make_vae(kl_warmup_epochs=2, kl_cycles=3)
+
+
 @pytest.mark.parametrize("recon", ["bce", "mse"])
 def test_loss_terms_are_float32_when_the_layers_run_in_bfloat16(make_vae, recon: str):
     model = make_vae(latent_dim=4, recon=recon)

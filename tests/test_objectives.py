@@ -2,11 +2,14 @@
 
 import math
 
+import pytest
 import torch
 
 from vae.module import Sampler
 from vae.objectives import (
     bernoulli_recon,
+    cyclical_weight,
+    free_bits,
     gaussian_kl,
     iwae_nll,
     log_likelihood,
@@ -138,3 +141,22 @@ def test_mean_reduction_averages_instead_of_summing():
     values = torch.arange(12.0).reshape(2, 2, 3)
     torch.testing.assert_close(reduce_per_image(values, "sum"), torch.tensor([15.0, 51.0]))
     torch.testing.assert_close(reduce_per_image(values, "mean"), torch.tensor([2.5, 8.5]))
+
+
+def test_free_bits_floors_each_dimensions_batch_mean_kl_and_stops_its_gradient():
+    # Dim 0: batch-mean KL (0.1 + 0.3) / 2 = 0.2 < 0.5, counted as 0.5 each; dim 1: 2.0 >= 0.5, kept.
+    kl = torch.tensor([[0.1, 1.0], [0.3, 3.0]], requires_grad=True)
+    floored = free_bits(kl, 0.5)
+    torch.testing.assert_close(floored, torch.tensor([[0.5, 1.0], [0.5, 3.0]]))
+    torch.testing.assert_close(floored.sum(1).mean(), torch.tensor(0.5 + 2.0))  # sum_d max(0.5, mean KL_d)
+    floored.sum().backward()
+    torch.testing.assert_close(kl.grad, torch.tensor([[0.0, 1.0], [0.0, 1.0]]))
+
+
+@pytest.mark.parametrize(
+    ("step", "expected"),
+    # 100 steps in 4 cycles of 25; each rises over its first 12.5 steps.
+    [(0, 0.0), (5, 0.4), (12, 0.96), (13, 1.0), (24, 1.0), (25, 0.0), (30, 0.4), (99, 1.0)],
+)
+def test_the_cyclical_schedule_restarts_every_cycle_and_rises_over_its_first_half(step, expected):
+    assert cyclical_weight(step, total_steps=100, cycles=4) == pytest.approx(expected)

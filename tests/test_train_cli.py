@@ -25,7 +25,9 @@ def test_events_hold_each_loss_term_and_the_pictures(finished_run: Path):
         assert {f"{stage}/recon", f"{stage}/kl", f"{stage}/loss"} <= scalars
     assert len(events.Scalars("val/kl")) == 2  # once per epoch
     assert all(event.value > 0 for event in events.Scalars("train/kl"))  # a KL divergence, not its negative
+    assert len(events.Scalars("val/active_units")) == 2
     pictures = {"latent/scatter", "samples/prior", "samples/uniform", "reconstructions", "latent/manifold"}
+    pictures.add("latent/kl_per_dim")
     assert set(events.Tags()["images"]) == pictures | {"latent/test"}  # the test scatter: once, at the end
     assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
 
@@ -52,6 +54,7 @@ def test_run_folder_has_metrics_pictures_and_a_final_checkpoint(finished_run: Pa
     metrics = summary["metrics"]
     for key in ("val/recon", "val/kl", "val/loss", "test/recon", "test/kl", "test/loss"):
         assert metrics[key] > 0, key
+    assert metrics["val/active_units"] in (0.0, 1.0, 2.0)  # of the 2 latent dimensions
     # Per-image losses: recon summed over 784 pixels, so hundreds of nats early in training.
     assert 50 < metrics["test/recon"] < 784
     for picture in RUN_PICTURES:

@@ -14,9 +14,11 @@ from torch import Tensor
 
 from vae import plots
 from vae.errors import UserError
-from vae.evaluation import posterior_means
+from vae.evaluation import posterior, posterior_means
 from vae.latents import manifold_grid, uniform_within
+from vae.metrics import active_dimensions
 from vae.module import VAE, to_unit_interval
+from vae.objectives import gaussian_kl_per_dim
 
 
 def checkpoint_callbacks(dirpath: str | Path) -> list[ModelCheckpoint]:
@@ -127,9 +129,10 @@ class LatentPictures(pl.Callback):
 
     The latent scatter of validation means coloured by class, samples decoded from fixed
     prior draws and from fixed uniform draws inside the box the validation means span
-    (LearnOpenCV's second sampler), originals over reconstructions, and for 2-D latents the
-    decoded manifold over [-3, 3]^2. When training ends the same pictures are saved as PNGs
-    in the run folder, with a scatter of the test set's means.
+    (LearnOpenCV's second sampler), originals over reconstructions, for 2-D latents the
+    decoded manifold over [-3, 3]^2, and each dimension's KL with the count of active ones
+    (``val/active_units``), so a collapsing posterior shows as it happens. When training ends
+    the same pictures are saved as PNGs in the run folder, with a scatter of the test set's means.
     """
 
     def __init__(self, scatter_points: int, grid_size: int, manifold_size: int, seed: int) -> None:
@@ -146,6 +149,7 @@ class LatentPictures(pl.Callback):
         self.class_names = getattr(datamodule, "class_names", None)
         latent_dim = pl_module.hparams.latent_dim
         self.scatter = plots.LatentScatter(self.labels, self.class_names, latent_dim)
+        self.kl_bars = plots.KlPerDimension(latent_dim) if pl_module.objective.variational else None
         generator = torch.Generator().manual_seed(self.seed)
         self.prior = torch.randn(self.grid_size**2, latent_dim, generator=generator)
         self.latest: tuple[int, dict[str, np.ndarray]] | None = None  # (global step, pixels by tag)
@@ -158,7 +162,8 @@ class LatentPictures(pl.Callback):
         """The pictures of the module as it is now, by TensorBoard tag."""
         was_training = module.training
         module.eval()
-        means = posterior_means(module, self.images).cpu()  # uniform_within draws on the CPU
+        means, logvar = posterior(module, self.images)
+        means = means.cpu().float()  # uniform_within draws on the CPU
         box = uniform_within(
             means.min(0).values,
             means.max(0).values,
@@ -176,6 +181,13 @@ class LatentPictures(pl.Callback):
         if module.hparams.latent_dim == 2:
             grid = manifold_grid(self.manifold_size, extent=3.0).to(module.device)
             pictures["latent/manifold"] = plots.image_grid(module.decode(grid), self.manifold_size)
+        self.active_units = None
+        if self.kl_bars is not None:
+            kl_per_dim = gaussian_kl_per_dim(means, logvar.cpu().float()).mean(0)
+            active = active_dimensions(means)
+            self.active_units = int(active.sum())
+            title = f"KL per dimension after {epochs_done} epochs"
+            pictures["latent/kl_per_dim"] = self.kl_bars.draw(kl_per_dim, active, title)
         module.train(was_training)
         return pictures
 
@@ -193,6 +205,8 @@ class LatentPictures(pl.Callback):
             return
         pictures = drawn(self.render(pl_module, trainer.current_epoch + 1))
         _log_pictures(trainer, pictures)
+        if self.active_units is not None:
+            pl_module.log("val/active_units", float(self.active_units), rank_zero_only=True)
         self.latest = (trainer.global_step, pictures)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: VAE) -> None:

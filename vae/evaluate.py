@@ -1,4 +1,4 @@
-"""`python -m vae.evaluate ckpt=<run>`: test-set bounds, latent usage, anomaly and denoising scores."""
+"""`python -m vae.evaluate ckpt=<run>`: test-set bounds, latent usage, a linear probe, anomaly and denoising scores."""
 
 import json
 from pathlib import Path
@@ -13,8 +13,8 @@ from vae.checkpoints import device_for, load_run
 from vae.config import positive_int, require_checkpoint
 from vae.data import build_datamodule
 from vae.errors import UserError, exits_on_user_error
-from vae.evaluation import denoise, per_image_measures, test_images
-from vae.metrics import active_units, auroc, psnr
+from vae.evaluation import denoise, per_image_measures, posterior_means, test_images
+from vae.metrics import active_units, auroc, linear_probe_accuracy, psnr
 from vae.module import VAE
 
 ANOMALY_SETS = ("mnist", "fashion_mnist")  # the same 28 x 28 grey images, preprocessed alike
@@ -74,6 +74,21 @@ def anomaly_scores(cfg: DictConfig, model: VAE, datamodule, inliers: torch.Tenso
     }
 
 
+def probe_scores(
+    model: VAE, datamodule, test_codes: torch.Tensor, test_labels: torch.Tensor, train_limit: int
+) -> dict:
+    """A linear probe's test accuracy on the posterior means, fit on ``train_limit`` training images' means."""
+    datamodule.setup("fit")
+    train_images, train_labels = datamodule.train_set.head(train_limit)
+    train_codes = posterior_means(model, train_images).cpu()
+    accuracy = linear_probe_accuracy(train_codes, train_labels, test_codes.cpu(), test_labels)
+    return {
+        "accuracy": round(accuracy, 4),
+        "train_images": len(train_images),
+        "test_images": len(test_labels),
+    }
+
+
 def denoising_scores(cfg: DictConfig, model: VAE, images: torch.Tensor, folder: Path) -> dict:
     generator = torch.Generator(device=model.device).manual_seed(cfg.seed)
     scores, shown = {"noisy": [], "reconstructed": []}, None
@@ -98,7 +113,7 @@ def denoising_scores(cfg: DictConfig, model: VAE, images: torch.Tensor, folder: 
 @exits_on_user_error
 def main(cfg: DictConfig) -> None:
     require_checkpoint(cfg)
-    for key in ("k", "batch_size", "anomaly_k"):
+    for key in ("k", "batch_size", "anomaly_k", "probe_train_images"):
         positive_int(cfg, key)
     if cfg.limit is not None:
         positive_int(cfg, "limit")
@@ -113,7 +128,9 @@ def main(cfg: DictConfig) -> None:
     )
     out = Path(cfg.out) if cfg.out else file.parent.parent / "evaluation.json"
     out.parent.mkdir(parents=True, exist_ok=True)  # before the evaluation, which can take minutes
-    images = test_images(datamodule, cfg.limit)
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    images, labels = datamodule.test_set.head(cfg.limit)
     measures = per_image_measures(model, images, cfg.k, cfg.batch_size, cfg.seed)
     report = {
         "checkpoint": str(file),
@@ -126,6 +143,10 @@ def main(cfg: DictConfig) -> None:
         "seed": cfg.seed,
         **summary(measures),
     }
+    if labels is not None:
+        codes = measures.get("means", None)
+        codes = posterior_means(model, images) if codes is None else codes
+        report["linear_probe"] = probe_scores(model, datamodule, codes, labels, cfg.probe_train_images)
     if cfg.anomaly:
         report["anomaly"] = anomaly_scores(cfg, model, datamodule, images)
     if cfg.denoise:

@@ -20,14 +20,21 @@ def test_images(datamodule, limit: int | None) -> Tensor:
 
 
 @torch.no_grad()
-def posterior_means(model: VAE, images: Tensor) -> Tensor:
-    """E[z|x] (an autoencoder's code) of uint8 ``images``, about 262k input values per forward
-    pass: a conv net's first layers hold 32-64x their input, so larger passes would raise a
-    run's peak memory for no gain."""
+def posterior(model: VAE, images: Tensor) -> tuple[Tensor, Tensor | None]:
+    """The mean and log-variance of q(z|x) as the sampler draws it (an autoencoder: its code and
+    None) of uint8 ``images``, about 262k input values per forward pass: a conv net's first
+    layers hold 32-64x their input, so larger passes would raise a run's peak memory for no gain."""
     chunk = max(1, 2**18 // images[0].numel())
-    return torch.cat(
-        [model.encode(to_unit_interval(batch.to(model.device)))[0] for batch in images.split(chunk)]
-    )
+    heads = [model.encode(to_unit_interval(batch.to(model.device))) for batch in images.split(chunk)]
+    means = torch.cat([mu for mu, _ in heads])
+    if model.sampler is None:
+        return means, None
+    return means, model.sampler.posterior_logvar(torch.cat([logvar for _, logvar in heads]))
+
+
+def posterior_means(model: VAE, images: Tensor) -> Tensor:
+    """E[z|x] (an autoencoder's code) of uint8 ``images``."""
+    return posterior(model, images)[0]
 
 
 def evaluation_inputs(model: VAE, images: Tensor, generator: torch.Generator) -> Tensor:

@@ -11,8 +11,11 @@ from vae import schema
 from vae.nets import build_networks
 from vae.objectives import (
     at_least_float32,
-    gaussian_kl,
+    cyclical_weight,
+    free_bits,
+    gaussian_kl_per_dim,
     reconstruction,
+    reduce_per_image,
     reparameterize,
 )
 
@@ -100,6 +103,10 @@ class VAE(pl.LightningModule):
             schema.check(group, values, prefix)
         self.save_hyperparameters()
         self.objective = schema.Objective(**objective)
+        if self.objective.kl_warmup_epochs and self.objective.kl_cycles:
+            raise ValueError(
+                "objective.kl_warmup_epochs and objective.kl_cycles are two schedules of beta; set one"
+            )
         self.optim = schema.Optim(**optim)
         variational = self.objective.variational
         self.encoder, self.decoder = build_networks(tuple(image_shape), latent_dim, variational, **model)
@@ -147,6 +154,7 @@ class VAE(pl.LightningModule):
         """Per-image ``recon``, ``kl`` and ``loss`` (= recon + kl_weight * kl) of inputs in [0, 1].
 
         ``kl_weight`` defaults to ``beta``; an autoencoder has no ``kl`` and its loss is recon.
+        In training mode with ``free_bits`` the loss floors each dimension's KL; ``kl`` stays the true KL.
         """
         hp = self.objective
         mu, logvar = self.encoder(x)
@@ -156,23 +164,28 @@ class VAE(pl.LightningModule):
         recon = reconstruction(hp.recon, self.decoder(z), x, hp.recon_reduction, hp.mse_scale)
         if not hp.variational:
             return {"recon": recon, "loss": recon}
-        kl = gaussian_kl(mu, logvar, hp.kl_reduction)
+        kl_per_dim = gaussian_kl_per_dim(mu, logvar)
+        kl = reduce_per_image(kl_per_dim, hp.kl_reduction)
+        penalty = kl
+        if hp.free_bits and self.training:
+            penalty = reduce_per_image(free_bits(kl_per_dim, hp.free_bits), hp.kl_reduction)
         weight = hp.beta if kl_weight is None else kl_weight
-        return {"recon": recon, "kl": kl, "loss": recon + weight * kl}
+        return {"recon": recon, "kl": kl, "loss": recon + weight * penalty}
 
     def kl_weight(self, step: int | None = None) -> float:
-        """beta, ramped up linearly over the first ``kl_warmup_epochs`` epochs of training.
+        """beta, ramped up linearly over the first ``kl_warmup_epochs`` epochs, or in ``kl_cycles`` cycles.
 
         ``step`` is a 0-based optimizer step, by default the one about to run; with
         ``accumulate_grad_batches`` an epoch has that many times fewer of them than batches.
         """
-        trainer = self.trainer
+        hp, trainer = self.objective, self.trainer
+        if not (hp.kl_warmup_epochs or hp.kl_cycles):
+            return hp.beta
         steps_per_epoch = math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches)
-        warmup_steps = self.objective.kl_warmup_epochs * steps_per_epoch
-        if warmup_steps == 0:
-            return self.objective.beta
         step = self.global_step if step is None else step
-        return self.objective.beta * min(1.0, (step + 1) / warmup_steps)
+        if hp.kl_cycles:
+            return hp.beta * cyclical_weight(step, trainer.max_epochs * steps_per_epoch, hp.kl_cycles)
+        return hp.beta * min(1.0, (step + 1) / (hp.kl_warmup_epochs * steps_per_epoch))
 
     def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
         x = self.prepare(batch[0])
@@ -200,7 +213,7 @@ class VAE(pl.LightningModule):
         # sync_dist: the values are already reduced, so the mean over processes changes nothing;
         # it is what tells Lightning so (it warns about unsynced epoch values otherwise).
         logged = {f"{stage}/{name}": value for name, value in totals.items()}
-        if stage == "train" and self.objective.kl_warmup_epochs:
+        if stage == "train" and (self.objective.kl_warmup_epochs or self.objective.kl_cycles):
             logged["train/beta"] = self.kl_weight(self.global_step - 1)  # the epoch's last step
         self.log_dict(logged, on_epoch=True, sync_dist=True)
 

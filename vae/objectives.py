@@ -105,6 +105,24 @@ def gaussian_kl(mu: Tensor, logvar: Tensor, reduction: str) -> Tensor:
     return reduce_per_image(gaussian_kl_per_dim(mu, logvar), reduction)
 
 
+def free_bits(kl_per_dim: Tensor, floor: float) -> Tensor:
+    """Per-dimension KL terms ``[batch, D]`` whose batch mean is sum_d max(floor, mean KL_d).
+
+    A dimension whose KL, averaged over the batch, is below ``floor`` counts as ``floor``
+    and gets no gradient, so the optimiser has no reason to collapse it onto the prior.
+    """
+    below = kl_per_dim.mean(0) < floor
+    return torch.where(below, torch.full_like(kl_per_dim, floor), kl_per_dim)
+
+
+def cyclical_weight(step: int, total_steps: int, cycles: int, rising: float = 0.5) -> float:
+    """Fu et al.'s cyclical schedule: in each of ``cycles`` equal cycles the weight rises
+    linearly from 0 to 1 over the first ``rising`` share of the cycle, then stays at 1."""
+    length = math.ceil(total_steps / cycles)
+    position = (step % length) / length
+    return min(1.0, position / rising)
+
+
 def reparameterize(mu: Tensor, logvar: Tensor, eps: Tensor) -> Tensor:
     """z = mu + sigma * eps: the draw stays differentiable in mu and logvar."""
     return mu + torch.exp(0.5 * logvar) * eps

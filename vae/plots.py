@@ -124,3 +124,24 @@ class LatentScatter:
         self.axes.autoscale_view()
         self.axes.set_title(title)
         return self.figure
+
+
+class KlPerDimension:
+    """A bar per latent dimension: its KL to the prior averaged over fixed images, active
+    dimensions (Cov_x E[z|x] > 0.01) in colour, collapsed ones grey. Built once, like
+    ``LatentScatter``; each ``draw`` only sets the bars' heights."""
+
+    def __init__(self, dims: int) -> None:
+        self.figure = Figure(figsize=(6.4, 3.2), layout="constrained")
+        self.axes = self.figure.add_subplot()
+        self.bars = self.axes.bar(range(dims), [0.0] * dims, width=0.8)
+        self.axes.set_xlabel("latent dimension")
+        self.axes.set_ylabel("KL (nats)")
+
+    def draw(self, kl_per_dim: Tensor, active: Tensor, title: str) -> Figure:
+        for bar, kl, used in zip(self.bars, kl_per_dim.tolist(), active.tolist(), strict=True):
+            bar.set_height(kl)
+            bar.set_color("tab:blue" if used else "tab:gray")
+        self.axes.set_ylim(0, max(1e-3, float(kl_per_dim.max())) * 1.05)
+        self.axes.set_title(f"{title}: {int(active.sum())} of {len(active)} dimensions active")
+        return self.figure

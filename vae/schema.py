@@ -58,6 +58,16 @@ class Objective:
     )
     beta: float = setting(1.0, "weight of the KL term", minimum=0)
     kl_warmup_epochs: int = setting(0, "ramp beta up linearly from 0 over this many epochs", minimum=0)
+    kl_cycles: int = setting(
+        0,
+        "cyclical annealing (Fu et al. 2019): beta restarts from 0 this many times, rising over each cycle's first half",
+        minimum=0,
+    )
+    free_bits: float = setting(
+        0.0,
+        "a KL floor per latent dim, in nats (Kingma et al. 2016): dims below it are not pushed further",
+        minimum=0,
+    )
     eps_std: float = setting(1.0, "std of the sampler's noise; the UPM notebook's is 0.1", above=0)
     sampler_std: str = setting(
         "exp_half_logvar",
