@@ -43,7 +43,7 @@ def data_dir() -> Path:
             if not copy.exists():
                 missing.append(f"{name}/raw/{file}")
     if missing:
-        without_data(
+        unavailable(
             f"the real MNIST and Fashion-MNIST files are missing ({missing[0]} and {len(missing) - 1} more): "
             f"put ../shared/data beside the repository (or set VAE_SHARED_DATA), or copy them into {target}"
         )
@@ -55,12 +55,12 @@ def shared_cartoons() -> Path:
     """The folder of real Cartoon Set PNGs in ``../shared/data`` (read-only)."""
     folder = SHARED_DATA / "cartoonset"
     if not any(folder.glob("cs*.png")):
-        without_data(f"no Cartoon Set PNGs in {folder}: put ../shared/data beside the repository")
+        unavailable(f"no Cartoon Set PNGs in {folder}: put ../shared/data beside the repository")
     return folder
 
 
-def without_data(reason: str) -> None:
-    """Skip a test whose real data are missing, saying why; under CI (``CI=true``) fail instead."""
+def unavailable(reason: str) -> None:
+    """Skip a test whose real data (or browser) are missing, saying why; under CI (``CI=true``) fail instead."""
     if os.environ.get("CI") == "true":
         pytest.fail(reason)
     pytest.skip(reason)

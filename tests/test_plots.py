@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 
 from vae import plots
+from vae.projections import principal_components
 
 
 def cell_value(grid: torch.Tensor, row: int, column: int, side: int = 28, padding: int = 2) -> float:
@@ -54,7 +55,7 @@ def test_principal_components_find_the_direction_of_largest_spread():
     generator = torch.Generator().manual_seed(0)
     t = torch.randn(500, 1, generator=generator)
     points = t * torch.tensor([[2.0, -1.0, 2.0]]) + 0.01 * torch.randn(500, 3, generator=generator)
-    projected = plots.principal_components(points)
+    projected = principal_components(points)
     assert projected.shape == (500, 2)
     assert projected[:, 0].var() > 1000 * projected[:, 1].var()
     torch.testing.assert_close(
@@ -87,5 +88,5 @@ def test_a_redrawn_scatter_is_the_picture_a_new_figure_would_be():
     fresh = plots.pixels(plots.latent_scatter(after, labels, ["zero", "one", "two"], "epoch 2"))
     assert np.array_equal(redrawn, fresh)
     low, high = reused.axes.get_xlim()
-    projected = plots.principal_components(after)[:, 0]
+    projected = principal_components(after)[:, 0]
     assert low < projected.min() and projected.max() < high < 2 * projected.abs().max()

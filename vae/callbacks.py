@@ -132,14 +132,18 @@ class LatentPictures(pl.Callback):
     (LearnOpenCV's second sampler), originals over reconstructions, for 2-D latents the
     decoded manifold over [-3, 3]^2, and each dimension's KL with the count of active ones
     (``val/active_units``), so a collapsing posterior shows as it happens. When training ends
-    the same pictures are saved as PNGs in the run folder, with a scatter of the test set's means.
+    the same pictures are saved as PNGs in the run folder, with a scatter of the test set's means
+    (projected by ``projection`` above 2-D), and above 2-D those means go to TensorBoard's projector.
     """
 
-    def __init__(self, scatter_points: int, grid_size: int, manifold_size: int, seed: int) -> None:
+    def __init__(
+        self, scatter_points: int, grid_size: int, manifold_size: int, seed: int, projection: str = "pca"
+    ) -> None:
         self.scatter_points = scatter_points
         self.grid_size = grid_size
         self.manifold_size = manifold_size
         self.seed = seed
+        self.projection = projection
 
     def setup(self, trainer: pl.Trainer, pl_module: VAE, stage: str) -> None:
         if stage != "fit":
@@ -192,13 +196,13 @@ class LatentPictures(pl.Callback):
         return pictures
 
     @torch.no_grad()
-    def test_scatter(self, module: VAE, test_set) -> Figure:
-        """The test set's means, drawn once at the end (PCA above two dimensions)."""
+    def test_means(self, module: VAE, test_set) -> tuple[Tensor, Tensor, Tensor | None]:
+        """The first ``scatter_points`` test images, their labels and their posterior means."""
         images, labels = self._scatter_set(test_set)
         was_training = module.training
-        means = posterior_means(module.eval(), images)
+        means = posterior_means(module.eval(), images).float().cpu()
         module.train(was_training)
-        return plots.latent_scatter(means, labels, self.class_names, "test means")
+        return images, means, labels
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: VAE) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
@@ -218,8 +222,14 @@ class LatentPictures(pl.Callback):
             pictures = drawn(self.render(pl_module, trainer.current_epoch))
         test_set = getattr(trainer.datamodule, "test_set", None)
         if test_set is not None:
-            test = drawn({"latent/test": self.test_scatter(pl_module, test_set)})
+            images, means, labels = self.test_means(pl_module, test_set)
+            scatter = plots.latent_scatter(
+                means, labels, self.class_names, "test means", self.projection, self.seed
+            )
+            test = drawn({"latent/test": scatter})
             _log_pictures(trainer, test)
+            if means.shape[1] > 2:  # TensorBoard's projector draws no points for 2-D data (its PCA fails)
+                _log_embedding(trainer, means, images, labels, self.class_names)
             pictures = {**pictures, **test}
         folder = Path(trainer.default_root_dir)
         for tag, picture in pictures.items():
@@ -237,6 +247,29 @@ def _log_pictures(trainer: pl.Trainer, pictures: dict[str, np.ndarray]) -> None:
             for tag, values in pictures.items():
                 formats = "HW" if values.ndim == 2 else "HWC"
                 logger.experiment.add_image(tag, values, trainer.global_step, dataformats=formats)
+
+
+def _log_embedding(
+    trainer: pl.Trainer, means: Tensor, images: Tensor, labels: Tensor | None, class_names: list[str] | None
+) -> None:
+    """The test means to TensorBoard's PROJECTOR tab, with their labels and a sprite of thumbnails."""
+    thumbnails = to_unit_interval(images)
+    if thumbnails.shape[-1] > 32:  # a sprite of 2,000 Cartoon Set images at 256 px would be 11k px wide
+        thumbnails = torch.nn.functional.interpolate(thumbnails, size=(32, 32), mode="area")
+    metadata, header = None, None
+    if labels is not None:
+        names = class_names or [str(label) for label in range(int(labels.max()) + 1)]
+        metadata, header = [[str(label), names[label]] for label in labels.tolist()], ["label", "class"]
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.experiment.add_embedding(
+                means,
+                metadata=metadata,
+                label_img=thumbnails,
+                global_step=trainer.global_step,
+                tag="test_means",
+                metadata_header=header,
+            )
 
 
 class RunSummary(pl.Callback):

@@ -16,6 +16,8 @@ from PIL import Image
 from torch import Tensor
 from torchvision.utils import make_grid
 
+from vae.projections import NAMES, project
+
 
 def image_grid(images: Tensor, per_row: int) -> Tensor:
     """Images ``[N, C, H, W]`` in [0, 1] tiled into one ``[C, H', W']`` picture, ``per_row`` wide.
@@ -67,32 +69,38 @@ def reconstruction_grid(originals: Tensor, reconstructions: Tensor, per_row: int
     return image_grid(paired, per_row)
 
 
-def principal_components(points: Tensor, count: int = 2) -> Tensor:
-    """``points`` ``[N, D]`` projected on their top ``count`` principal directions."""
-    centred = points - points.mean(0)
-    _, _, directions = torch.linalg.svd(centred, full_matrices=False)
-    return centred @ directions[:count].T
-
-
 def latent_scatter(
-    points: Tensor, labels: Tensor | None, class_names: Sequence[str] | None, title: str
+    points: Tensor,
+    labels: Tensor | None,
+    class_names: Sequence[str] | None,
+    title: str,
+    projection: str = "pca",
+    seed: int = 0,
 ) -> Figure:
     """Latent means coloured by class, with a legend of class names (see ``LatentScatter``)."""
-    return LatentScatter(labels, class_names, points.shape[1]).draw(points, title)
+    return LatentScatter(labels, class_names, points.shape[1], projection, seed).draw(points, title)
 
 
 class LatentScatter:
     """Latent means of a fixed set of images coloured by class, drawn again into one Figure.
 
-    More than two dimensions are shown as their first two principal components, and the
-    title says so; one dimension is drawn against zero. Building the axes, ticks and legend
+    More than two dimensions are projected (``vae.projections``: PCA unless told), and the
+    title and axes say how; one dimension is drawn against zero. Building the axes, ticks and legend
     costs as much as drawing them, and the training pictures show the same images after every
     epoch, so those are built once and each ``draw`` only moves the points and sets the limits
     and title: about half the time of a new figure.
     """
 
-    def __init__(self, labels: Tensor | None, class_names: Sequence[str] | None, dims: int) -> None:
+    def __init__(
+        self,
+        labels: Tensor | None,
+        class_names: Sequence[str] | None,
+        dims: int,
+        projection: str = "pca",
+        seed: int = 0,
+    ) -> None:
         self.dims = dims
+        self.projection, self.seed = projection, seed
         self.figure = Figure(figsize=(6.4, 5.2), layout="constrained")
         self.axes = self.figure.add_subplot()
         if labels is None:
@@ -105,7 +113,8 @@ class LatentScatter:
             names = [class_names[label] if class_names else str(label) for label in present]
             self.classes = [self.axes.scatter([], [], s=3, alpha=0.6, label=name) for name in names]
             self.axes.legend(markerscale=4, fontsize="small", loc="center left", bbox_to_anchor=(1.0, 0.5))
-        axis_names = {1: ("z[0]", ""), 2: ("z[0]", "z[1]")}.get(dims, ("PC 1", "PC 2"))
+        name = "PC" if projection == "pca" else NAMES[projection]
+        axis_names = {1: ("z[0]", ""), 2: ("z[0]", "z[1]")}.get(dims, (f"{name} 1", f"{name} 2"))
         self.axes.set_xlabel(axis_names[0])
         self.axes.set_ylabel(axis_names[1])
 
@@ -113,8 +122,8 @@ class LatentScatter:
         """The figure showing ``points`` ``[N, dims]``, one row per image of ``labels``."""
         points = points.detach().float().cpu()
         if self.dims > 2:
-            points = principal_components(points)
-            title = f"{title} (PCA of {self.dims}-d means)"
+            points = project(points, self.projection, self.seed)
+            title = f"{title} ({NAMES[self.projection]} of {self.dims}-d means)"
         elif self.dims == 1:
             points = torch.cat([points, torch.zeros_like(points)], dim=1)
         for members, collection in zip(self.members, self.classes, strict=True):

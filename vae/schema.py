@@ -14,6 +14,7 @@ from typing import Any, get_type_hints
 from vae import nets
 from vae.nets import INITS
 from vae.objectives import RECONSTRUCTIONS, REDUCTIONS
+from vae.projections import PROJECTIONS
 
 BINARIZATIONS = ("none", "dynamic", "static")
 SAMPLER_STDS = ("exp_half_logvar", "exp_logvar")
@@ -124,6 +125,11 @@ class Plots:
     scatter_points: int = setting(2000, "validation images encoded for the latent scatter", minimum=2)
     grid_size: int = setting(8, "sample and reconstruction grids are grid_size x grid_size", minimum=1)
     manifold_size: int = setting(15, "latent_dim=2 only: decoded grid over [-3, 3]^2", minimum=1)
+    projection: str = setting(
+        "pca",
+        "latents above 2-D in the end-of-training test scatter: pca | tsne | umap (pip install -e '.[projections]'); every epoch's scatter is PCA",
+        PROJECTIONS,
+    )
 
 
 @dataclass
