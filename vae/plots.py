@@ -154,3 +154,17 @@ class KlPerDimension:
         self.axes.set_ylim(0, max(1e-3, float(kl_per_dim.max())) * 1.05)
         self.axes.set_title(f"{title}: {int(active.sum())} of {len(active)} dimensions active")
         return self.figure
+
+
+def panels(pictures: dict[str, np.ndarray], title: str, columns: int | None = None) -> Figure:
+    """Pictures (``pixels`` output) side by side, each under its label: the comparisons' layout."""
+    columns = columns or len(pictures)
+    rows = -(-len(pictures) // columns)
+    figure = Figure(figsize=(4.2 * columns, 4.2 * rows + 0.4), layout="constrained")
+    figure.suptitle(title)
+    for index, (label, values) in enumerate(pictures.items()):
+        axes = figure.add_subplot(rows, columns, index + 1)
+        axes.imshow(values, cmap="gray" if values.ndim == 2 else None, vmin=0, vmax=255)
+        axes.set_title(label)
+        axes.set_axis_off()
+    return figure

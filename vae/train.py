@@ -50,8 +50,9 @@ def build_model(values: dict, image_shape: tuple[int, int, int]) -> VAE:
     return VAE(image_shape, values["latent_dim"], values["model"], values["objective"], values["optim"])
 
 
-def train(cfg: DictConfig) -> float:
-    """Fit and test the model ``cfg`` describes; the best validation loss, for sweepers."""
+def train(cfg: DictConfig, run_dir: Path | None = None) -> float:
+    """Fit and test the model ``cfg`` describes in ``run_dir`` (Hydra's output folder unless
+    given); the best validation loss, for sweepers."""
     values = validate(cfg)
     speed = values["speed"]
     if speed["keep_freed_memory"]:
@@ -60,7 +61,7 @@ def train(cfg: DictConfig) -> float:
     rank_zero_only(print)(f"precision={precision}: {reason}")
     resume = resume_file(values["ckpt_path"])
     pl.seed_everything(values["seed"], workers=True)
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    run_dir = run_dir or Path(HydraConfig.get().runtime.output_dir)
     datamodule = build_datamodule(values["dataset"], values["batch_size"])
     datamodule.data_on_device = speed["data_on_device"]
     try:
