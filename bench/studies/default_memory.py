@@ -1,4 +1,4 @@
-"""`python -m bench.default_memory`: peak RSS of a default ``python -m vae.train`` run beside a plain loop.
+"""`python -m bench.studies.default_memory`: peak RSS of a default ``python -m vae.train`` run beside a plain loop.
 
 Both train the default Fashion-MNIST conv VAE (its config, batch 128) for ``--epochs`` and
 then test it, each in its own process, from launch to exit. The plain loop is the usual

@@ -1,4 +1,4 @@
-"""`python -m bench.cartoon_memory`: peak memory of Cartoon Set training on a cache larger than RAM should allow.
+"""`python -m bench.studies.cartoon_memory`: peak memory of Cartoon Set training on a cache larger than RAM should allow.
 
 Writes ``--images`` synthetic 500x500 RGBA avatars with attribute CSVs (the real set's
 format), then runs ``python -m vae.train dataset=cartoon`` at ``--size`` px for ``--steps``
