@@ -4,10 +4,13 @@ import sys
 import warnings
 from pathlib import Path
 
+from collections.abc import Sequence
+
 import hydra
 import pytorch_lightning as pl
+from hydra import compose, initialize_config_module
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
@@ -135,6 +138,20 @@ def build_trainer(values: dict, run_dir: Path, precision: str, callbacks: list[p
 @exits_on_user_error
 def run(cfg: DictConfig) -> float:
     return train(cfg)
+
+
+def fit_and_test(overrides: Sequence[str], run_dir: str | Path) -> Path:
+    """What ``python -m vae.train <overrides>`` does, from Python (a notebook, a script):
+    the run's files go to ``run_dir``, which it returns."""
+    register_schema()
+    check_arguments(list(overrides))
+    with initialize_config_module("vae.conf", version_base="1.3"):
+        cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)  # the choices and overrides a run records
+    with open_dict(cfg):
+        del cfg["hydra"]
+    train(cfg, Path(run_dir))
+    return Path(run_dir)
 
 
 def main() -> None:
