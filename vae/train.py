@@ -2,9 +2,8 @@
 
 import sys
 import warnings
-from pathlib import Path
-
 from collections.abc import Sequence
+from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
