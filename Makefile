@@ -2,7 +2,7 @@ VENV   ?= .venv
 PYTHON := $(VENV)/bin/python
 ARGS   ?=
 
-.PHONY: install test test-all train tensorboard lint bench clean
+.PHONY: install test test-all train tensorboard lint bench gallery clean
 
 install: ## create .venv and install the package with its dev tools
 	python3 -m venv $(VENV)
@@ -27,6 +27,9 @@ lint: ## ruff on the package, the tests and the timing harness (bench/studies/ h
 
 bench: ## images/second and epoch time for each preset next to a plain baseline
 	$(PYTHON) -m bench.speed $(ARGS)
+
+gallery: ## regenerate the README's pictures in docs/images/ from short runs on ../shared/data (about ten minutes)
+	$(PYTHON) docs/gallery.py
 
 clean:
 	rm -rf outputs/*/ multirun .pytest_cache .ruff_cache bench/results

@@ -111,13 +111,13 @@ def make_vae():
 
     groups = {"objective": schema.Objective, "optim": schema.Optim}
 
-    def make(image_shape=(1, 4, 4), latent_dim=2, model=None, **changes) -> VAE:
+    def make(image_shape=(1, 4, 4), latent_dim=2, model=None, classes=0, **changes) -> VAE:
         model = model or {"family": "mlp", "hidden": [16], "activation": "relu"}
         values = {name: schema.defaults(kind) for name, kind in groups.items()}
         for key, value in changes.items():
             group = next(name for name, kind in groups.items() if key in schema.defaults(kind))
             values[group][key] = value
-        return VAE(image_shape, latent_dim, model, values["objective"], values["optim"])
+        return VAE(image_shape, latent_dim, model, values["objective"], values["optim"], classes)
 
     return make
 

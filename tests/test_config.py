@@ -140,7 +140,9 @@ def test_a_users_own_presets_from_config_dir_or_searchpath_are_accepted(tmp_path
     check_arguments(["hydra.searchpath=[pkg://elsewhere.conf]", "experiment=anything"])  # Hydra decides
     with pytest.raises(UserError, match="unknown experiment 'mine'"):
         check_arguments(["experiment=mine"])
-    with pytest.raises(UserError, match="unknown experiment 'yours'; choose one of keras_fashion32, "):
+    with pytest.raises(
+        UserError, match="unknown experiment 'yours'; choose one of beta_vae_fashion, keras_fashion32, "
+    ):
         check_arguments(["-cd", str(tmp_path), "experiment=yours"])
 
 

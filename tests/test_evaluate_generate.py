@@ -9,7 +9,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from tests.conftest import REPO, run_module
+from tests.conftest import QUICK, REPO, run_module
 from vae.checkpoints import load_run
 from vae.errors import UserError
 from vae.generate import MODES, latent_grid
@@ -50,7 +50,7 @@ def loaded(finished_run: Path, data_dir: Path):
     return load_run(finished_run, batch_size=64, dataset_root=str(data_dir), device="cpu")
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", [mode for mode in MODES if mode != "classes"])  # classes: its own test
 def test_each_generate_mode_gives_a_full_grid_of_latents(mode: str, loaded):
     model, datamodule, _ = loaded
     defaults = OmegaConf.load(REPO / "conf" / "generate.yaml")
@@ -140,3 +140,32 @@ def test_evaluate_writes_its_report_and_denoise_grid_into_a_new_folder(
     report = json.loads(out.read_text())
     assert report["images"] == 16 and report["denoise"]["grid"] == str(out.parent / "denoise.png")
     assert (out.parent / "denoise.png").stat().st_size > 0
+
+
+def test_a_conditional_model_draws_a_row_per_class_and_reports_a_bound_given_the_label(
+    data_dir: Path, finished_run: Path, tmp_path: Path
+):
+    run = tmp_path / "conditional"
+    trained = run_module(
+        "vae.train", *QUICK, "dataset=mnist", "model=mlp", "model.conditional=true", f"hydra.run.dir={run}",
+        data_dir=data_dir,
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    out = tmp_path / "classes.png"
+    generated = run_module(
+        "vae.generate", f"ckpt={run}", "mode=classes", "steps=6", f"out={out}", data_dir=data_dir
+    )
+    assert generated.returncode == 0, generated.stderr[-3000:]
+    assert out.stat().st_size > 5_000
+    evaluated = run_module(
+        "vae.evaluate", f"ckpt={run}", "k=5", "limit=32", "probe_train_images=200", data_dir=data_dir
+    )
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    report = json.loads((run / "evaluation.json").read_text())
+    assert report["likelihood"].endswith("bounds of -log p(x|y)")
+    assert report["iwae_nll"] <= report["negative_elbo"]
+    refused = run_module("vae.generate", f"ckpt={finished_run}", "mode=classes", data_dir=data_dir)
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines() == [
+        "error: mode=classes needs a conditional model (trained with model.conditional=true); this one is not"
+    ]

@@ -73,3 +73,24 @@ def test_the_kl_is_that_of_the_posterior_the_sampler_draws_from(make_vae, sample
     # ... and the draws themselves have that variance.
     z = model.sampler(torch.zeros(200_000, 1), torch.full((200_000, 1), math.log(0.25)))
     assert abs(z.var().item() / variance - 1) < 0.02
+
+
+def test_a_conditional_models_bounds_are_of_x_given_its_label(make_vae):
+    model = make_vae(
+        (1, 4, 4),
+        latent_dim=2,
+        model={"family": "mlp", "hidden": [8], "activation": "relu", "conditional": True},
+        classes=3,
+    )
+    model.eval()
+    images = torch.randint(
+        0, 256, (6, 1, 4, 4), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    given = per_image_measures(model, images, k=20, batch_size=4, seed=0, labels=labels)
+    other = per_image_measures(model, images, k=20, batch_size=4, seed=0, labels=(labels + 1) % 3)
+    assert (given["iwae_nll"] <= given["negative_elbo"] + 1e-4).all()
+    assert not torch.allclose(given["negative_elbo"], other["negative_elbo"])  # the label enters the bound
+    with torch.no_grad():  # the closed-form KL of q(z|x, y), as the training loss has it
+        x = images.float() / 255
+        torch.testing.assert_close(given["kl"], model.losses(x, labels=labels)["kl"], rtol=1e-5, atol=1e-5)

@@ -89,6 +89,14 @@ TUTORIAL_SETTINGS = {
         "objective.recon_reduction": "sum",
         "objective.kl_reduction": "sum",
     },
+    # Not a tutorial: Higgins et al.'s beta-VAE, beta = 4.
+    "beta_vae_fashion": {
+        "dataset.name": "fashion_mnist",
+        "model.family": "conv",
+        "latent_dim": 10,
+        "objective.beta": 4.0,
+        "objective.recon_reduction": "sum",
+    },
 }
 
 

@@ -114,3 +114,26 @@ def test_glorot_init_draws_weights_as_keras_does():
     assert not first.bias.any() and default_first.bias.any()
     with pytest.raises(ValueError, match="unknown init"):
         build_networks((1, 28, 28), 2, True, init="he", **mlp)
+
+
+@pytest.mark.parametrize("family", ["mlp", "conv"])
+def test_a_conditional_pair_takes_the_label_and_decodes_each_class_differently(family: str):
+    options = {"family": "mlp", "hidden": [16], "activation": "relu"} if family == "mlp" else preset("conv")
+    options = {**options, "conditional": True}
+    encoder, decoder = build_networks((1, 28, 28), 3, True, classes=10, **options)
+    encoder.eval(), decoder.eval()
+    x, labels = torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
+    mu, logvar = encoder(x, labels)
+    assert mu.shape == logvar.shape == (4, 3)
+    assert not torch.equal(encoder(x, labels)[0], encoder(x, labels + 1)[0])  # q(z|x, y) depends on y
+    z = torch.zeros(4, 3)
+    images = decoder(z, labels)
+    assert images.shape == (4, 1, 28, 28)
+    assert not torch.allclose(images[0], images[1])  # the same z, two classes: two images
+    with pytest.raises(ValueError, match="this model is conditional"):
+        decoder(z)
+
+
+def test_a_conditional_model_of_unlabelled_images_is_refused():
+    with pytest.raises(ValueError, match="model.conditional=true needs labelled images"):
+        build_networks((1, 28, 28), 2, True, family="mlp", hidden=[8], activation="relu", conditional=True)

@@ -156,6 +156,9 @@ class LatentPictures(pl.Callback):
         self.kl_bars = plots.KlPerDimension(latent_dim) if pl_module.objective.variational else None
         generator = torch.Generator().manual_seed(self.seed)
         self.prior = torch.randn(self.grid_size**2, latent_dim, generator=generator)
+        # A conditional model decodes each row of samples as one class: row r as class r mod classes.
+        rows = torch.arange(self.grid_size**2) // self.grid_size
+        self.sample_labels = rows % pl_module.classes if pl_module.classes else None
         self.latest: tuple[int, dict[str, np.ndarray]] | None = None  # (global step, pixels by tag)
 
     def _scatter_set(self, dataset) -> tuple[Tensor, Tensor | None]:
@@ -166,7 +169,7 @@ class LatentPictures(pl.Callback):
         """The pictures of the module as it is now, by TensorBoard tag."""
         was_training = module.training
         module.eval()
-        means, logvar = posterior(module, self.images)
+        means, logvar = posterior(module, self.images, self.labels)
         means = means.cpu().float()  # uniform_within draws on the CPU
         box = uniform_within(
             means.min(0).values,
@@ -176,13 +179,21 @@ class LatentPictures(pl.Callback):
         )
         shown = to_unit_interval(self.images[: self.grid_size**2].to(module.device))
         per_row = min(self.grid_size, len(shown))
+        shown_labels = _given(self.labels, module, len(shown))
+        draw_labels = _given(self.sample_labels, module, len(self.prior))
+
+        def decoded(z: Tensor) -> Tensor:
+            return plots.image_grid(module.decode(z.to(module.device), draw_labels), self.grid_size)
+
         pictures: dict[str, Tensor | Figure] = {
             "latent/scatter": self.scatter.draw(means, f"validation means after {epochs_done} epochs"),
-            "samples/prior": plots.image_grid(module.decode(self.prior.to(module.device)), self.grid_size),
-            "samples/uniform": plots.image_grid(module.decode(box.to(module.device)), self.grid_size),
-            "reconstructions": plots.reconstruction_grid(shown, module.reconstruct(shown), per_row),
+            "samples/prior": decoded(self.prior),
+            "samples/uniform": decoded(box),
+            "reconstructions": plots.reconstruction_grid(
+                shown, module.reconstruct(shown, shown_labels), per_row
+            ),
         }
-        if module.hparams.latent_dim == 2:
+        if module.hparams.latent_dim == 2 and not module.classes:  # one plane per class: vae.generate
             grid = manifold_grid(self.manifold_size, extent=3.0).to(module.device)
             pictures["latent/manifold"] = plots.image_grid(module.decode(grid), self.manifold_size)
         self.active_units = None
@@ -200,7 +211,7 @@ class LatentPictures(pl.Callback):
         """The first ``scatter_points`` test images, their labels and their posterior means."""
         images, labels = self._scatter_set(test_set)
         was_training = module.training
-        means = posterior_means(module.eval(), images).float().cpu()
+        means = posterior_means(module.eval(), images, labels).float().cpu()
         module.train(was_training)
         return images, means, labels
 
@@ -234,6 +245,11 @@ class LatentPictures(pl.Callback):
         folder = Path(trainer.default_root_dir)
         for tag, picture in pictures.items():
             (folder / f"{tag.replace('/', '_')}.png").write_bytes(plots.png(picture))
+
+
+def _given(labels: Tensor | None, module: VAE, count: int) -> Tensor | None:
+    """The first ``count`` labels on the module's device, for a conditional module only."""
+    return labels[:count].to(module.device) if module.classes and labels is not None else None
 
 
 def drawn(pictures: dict[str, Tensor | Figure]) -> dict[str, np.ndarray]:

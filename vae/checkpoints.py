@@ -130,7 +130,8 @@ def architecture(hyperparameters: dict) -> dict:
     return {
         "image_shape": list(hyperparameters["image_shape"]),
         "latent_dim": hyperparameters["latent_dim"],
-        "model": hyperparameters["model"],
+        "model": {"conditional": False, **hyperparameters["model"]},  # older checkpoints: unconditional
+        "classes": hyperparameters.get("classes", 0),
         "objective.variational": hyperparameters["objective"].get("variational", True),
     }
 

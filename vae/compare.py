@@ -35,6 +35,8 @@ def label(model: VAE) -> str:
 def check_comparable(first: tuple[VAE, object], second: tuple[VAE, object]) -> None:
     """Two runs compare only on the same dataset, image size and latent size."""
     (model_a, data_a), (model_b, data_b) = first, second
+    if model_a.classes or model_b.classes:
+        raise UserError("vae.compare draws unconditional models; leave out model.conditional=true")
     for what, a, b in (
         ("dataset", data_a.hparams["name"], data_b.hparams["name"]),
         ("image shape", tuple(model_a.hparams.image_shape), tuple(model_b.hparams.image_shape)),
@@ -170,6 +172,8 @@ def compared_finished_runs(arguments: list[str]) -> bool:
     check_arguments(arguments)
     if any(argument.startswith("objective.variational=") for argument in arguments):
         raise UserError("vae.compare trains both objective.variational=false and true; leave it out")
+    if "model.conditional=true" in arguments:
+        raise UserError("vae.compare draws unconditional models; leave out model.conditional=true")
     return False
 
 

@@ -21,6 +21,11 @@ ANOMALY_SETS = ("mnist", "fashion_mnist")  # the same 28 x 28 grey images, prepr
 
 
 def likelihood_name(model: VAE) -> str:
+    name = _decoder_likelihood(model)
+    return f"{name}; conditional on the label: bounds of -log p(x|y)" if model.classes else name
+
+
+def _decoder_likelihood(model: VAE) -> str:
     hp = model.objective
     if hp.recon == "bce":
         pixels = {
@@ -80,7 +85,7 @@ def probe_scores(
     """A linear probe's test accuracy on the posterior means, fit on ``train_limit`` training images' means."""
     datamodule.setup("fit")
     train_images, train_labels = datamodule.train_set.head(train_limit)
-    train_codes = posterior_means(model, train_images).cpu()
+    train_codes = posterior_means(model, train_images, train_labels).cpu()
     accuracy = linear_probe_accuracy(train_codes, train_labels, test_codes.cpu(), test_labels)
     return {
         "accuracy": round(accuracy, 4),
@@ -131,7 +136,11 @@ def main(cfg: DictConfig) -> None:
     datamodule.prepare_data()
     datamodule.setup("test")
     images, labels = datamodule.test_set.head(cfg.limit)
-    measures = per_image_measures(model, images, cfg.k, cfg.batch_size, cfg.seed)
+    if model.classes and (cfg.anomaly or cfg.denoise):
+        raise UserError(
+            "anomaly= and denoise= score -log p(x); this model is conditional (p(x|y)): leave them out"
+        )
+    measures = per_image_measures(model, images, cfg.k, cfg.batch_size, cfg.seed, labels)
     report = {
         "checkpoint": str(file),
         "dataset": datamodule.hparams["name"],
@@ -145,7 +154,7 @@ def main(cfg: DictConfig) -> None:
     }
     if labels is not None:
         codes = measures.get("means", None)
-        codes = posterior_means(model, images) if codes is None else codes
+        codes = posterior_means(model, images, labels) if codes is None else codes
         report["linear_probe"] = probe_scores(model, datamodule, codes, labels, cfg.probe_train_images)
     if cfg.anomaly:
         report["anomaly"] = anomaly_scores(cfg, model, datamodule, images)

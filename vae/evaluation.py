@@ -20,21 +20,31 @@ def test_images(datamodule, limit: int | None) -> Tensor:
 
 
 @torch.no_grad()
-def posterior(model: VAE, images: Tensor) -> tuple[Tensor, Tensor | None]:
+def posterior(model: VAE, images: Tensor, labels: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
     """The mean and log-variance of q(z|x) as the sampler draws it (an autoencoder: its code and
     None) of uint8 ``images``, about 262k input values per forward pass: a conv net's first
     layers hold 32-64x their input, so larger passes would raise a run's peak memory for no gain."""
     chunk = max(1, 2**18 // images[0].numel())
-    heads = [model.encode(to_unit_interval(batch.to(model.device))) for batch in images.split(chunk)]
+    labels = labels if model.classes else None
+    parts = zip(
+        images.split(chunk), labels.split(chunk) if labels is not None else [None] * len(images), strict=False
+    )
+    heads = [
+        model.encode(to_unit_interval(batch.to(model.device)), _on(given, model)) for batch, given in parts
+    ]
     means = torch.cat([mu for mu, _ in heads])
     if model.sampler is None:
         return means, None
     return means, model.sampler.posterior_logvar(torch.cat([logvar for _, logvar in heads]))
 
 
-def posterior_means(model: VAE, images: Tensor) -> Tensor:
-    """E[z|x] (an autoencoder's code) of uint8 ``images``."""
-    return posterior(model, images)[0]
+def posterior_means(model: VAE, images: Tensor, labels: Tensor | None = None) -> Tensor:
+    """E[z|x] (an autoencoder's code) of uint8 ``images`` (E[z|x, y] for a conditional model)."""
+    return posterior(model, images, labels)[0]
+
+
+def _on(labels: Tensor | None, model: VAE) -> Tensor | None:
+    return None if labels is None else labels.to(model.device)
 
 
 def evaluation_inputs(model: VAE, images: Tensor, generator: torch.Generator) -> Tensor:
@@ -44,22 +54,25 @@ def evaluation_inputs(model: VAE, images: Tensor, generator: torch.Generator) ->
 
 
 @torch.no_grad()
-def bounds(model: VAE, x: Tensor, k: int, chunk: int, generator: torch.Generator) -> dict[str, Tensor]:
+def bounds(
+    model: VAE, x: Tensor, k: int, chunk: int, generator: torch.Generator, labels: Tensor | None = None
+) -> dict[str, Tensor]:
     """Per-image ``recon``, ``kl``, ``negative_elbo`` and ``iwae_nll`` from ``k`` posterior draws.
 
     The draws are decoded ``chunk`` at a time, batched over images, so the cost is the
     decoder's FLOPs. The proposal is the model's own q(z|x) as its sampler draws it (a reduced
     ``eps_std``, ``sampler_std=exp_logvar``), so the KL here is that posterior's true KL.
+    With a conditional model's ``labels`` every term is conditioned on y: a bound of -log p(x|y).
     """
     hp = model.objective
-    mu, logvar = model.encode(x)
+    mu, logvar = model.encode(x, labels)
     logvar = model.sampler.posterior_logvar(logvar)
     log_weights, recon = [], torch.zeros(len(x), device=x.device)
     for start in range(0, k, chunk):
         draws = min(chunk, k - start)
         eps = torch.randn((draws, *mu.shape), generator=generator, device=mu.device)
         z = reparameterize(mu, logvar, eps)  # [draws, images, D]
-        logits = model.decoder(z.flatten(0, 1))
+        logits = model.decoder_logits(z.flatten(0, 1), None if labels is None else labels.repeat(draws))
         targets = x.expand(draws, *x.shape).flatten(0, 1)
         log_px = log_likelihood(hp.recon, logits, targets, hp.mse_scale).view(draws, len(x))
         log_pz = log_normal(z, torch.zeros_like(z), torch.zeros_like(z))
@@ -80,25 +93,32 @@ def bounds(model: VAE, x: Tensor, k: int, chunk: int, generator: torch.Generator
 
 
 @torch.no_grad()
-def reconstruction_error(model: VAE, x: Tensor) -> Tensor:
+def reconstruction_error(model: VAE, x: Tensor, labels: Tensor | None = None) -> Tensor:
     """-log p(x | code) per image, for a plain autoencoder (no posterior to average over)."""
     hp = model.objective
-    return -log_likelihood(hp.recon, model.decoder(model.encode(x)[0]), x, hp.mse_scale)
+    return -log_likelihood(
+        hp.recon, model.decoder_logits(model.encode(x, labels)[0], labels), x, hp.mse_scale
+    )
 
 
-def per_image_measures(model: VAE, images: Tensor, k: int, batch_size: int, seed: int) -> dict[str, Tensor]:
-    """``bounds`` (or the autoencoder's error) for all ``images``, ``batch_size`` at a time."""
+def per_image_measures(
+    model: VAE, images: Tensor, k: int, batch_size: int, seed: int, labels: Tensor | None = None
+) -> dict[str, Tensor]:
+    """``bounds`` (or the autoencoder's error) for all ``images``, ``batch_size`` at a time
+    (given their ``labels``, for a conditional model)."""
     generator = torch.Generator(device=model.device).manual_seed(seed)
     # About 128 latents per decoder call: calls that stay in the CPU's caches decode faster
     # than large ones, in a fraction of the memory (bench.iwae measures it).
     chunk = max(1, 128 // batch_size)
     parts: dict[str, list[Tensor]] = {}
-    for batch in images.split(batch_size):
-        x = evaluation_inputs(model, batch, generator)
+    labels = labels if model.classes else None
+    for start in range(0, len(images), batch_size):
+        x = evaluation_inputs(model, images[start : start + batch_size], generator)
+        given = None if labels is None else labels[start : start + batch_size].to(model.device)
         if model.objective.variational:
-            measures = bounds(model, x, k, chunk, generator)
+            measures = bounds(model, x, k, chunk, generator, given)
         else:
-            measures = {"recon": reconstruction_error(model, x)}
+            measures = {"recon": reconstruction_error(model, x, given)}
         for name, value in measures.items():
             parts.setdefault(name, []).append(value.cpu())
     return {name: torch.cat(values) for name, values in parts.items()}

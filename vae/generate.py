@@ -13,7 +13,7 @@ from vae.errors import UserError, exits_on_user_error
 from vae.evaluation import posterior_means, test_images
 from vae.module import VAE
 
-MODES = ("prior", "uniform", "interpolate", "traverse", "manifold")
+MODES = ("prior", "uniform", "interpolate", "traverse", "manifold", "classes")
 
 
 def latent_grid(cfg: DictConfig, model: VAE, datamodule) -> tuple[torch.Tensor, int]:
@@ -43,6 +43,22 @@ def latent_grid(cfg: DictConfig, model: VAE, datamodule) -> tuple[torch.Tensor, 
     return latents.traverse(means[picks[0]], min(cfg.rows, latent_dim), cfg.steps, cfg.extent), cfg.steps
 
 
+def class_rows(cfg: DictConfig, model: VAE, datamodule) -> plots.Figure:
+    """The same ``steps`` prior draws decoded once per class, a row per class, labelled with its name."""
+    if not model.classes:
+        raise UserError(
+            "mode=classes needs a conditional model (trained with model.conditional=true); this one is not"
+        )
+    z = torch.randn(cfg.steps, model.hparams.latent_dim, generator=torch.Generator().manual_seed(cfg.seed))
+    labels = torch.arange(model.classes).repeat_interleave(cfg.steps)
+    with torch.no_grad():
+        images = model.decode(z.repeat(model.classes, 1).to(model.device), labels.to(model.device))
+    datamodule.setup("test")  # the Cartoon Set's class names come from its CSVs
+    names = datamodule.class_names or [str(label) for label in range(model.classes)]
+    grid = plots.pixels(plots.image_grid(images, cfg.steps))
+    return plots.labelled_rows(grid, names, f"the same {cfg.steps} draws z ~ N(0, I), decoded for each class")
+
+
 @hydra.main(version_base="1.3", config_path="pkg://vae.conf", config_name="generate")
 @exits_on_user_error
 def main(cfg: DictConfig) -> None:
@@ -53,11 +69,19 @@ def main(cfg: DictConfig) -> None:
         positive_int(cfg, key)
     positive_int(cfg, "encode_limit", least=2)  # two codes to interpolate between, or to span a plane
     model, datamodule, file = load_run(cfg.ckpt, 256, cfg.dataset_root, device_for(cfg.accelerator))
+    if model.classes and cfg.mode != "classes":
+        raise UserError(
+            f"mode={cfg.mode} decodes without labels; this model is conditional: use mode=classes"
+        )
+    out = Path(cfg.out) if cfg.out else file.parent.parent / "generated" / f"{cfg.mode}.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if cfg.mode == "classes":
+        plots.save_png(class_rows(cfg, model, datamodule), out)
+        print(out)
+        return
     z, per_row = latent_grid(cfg, model, datamodule)
     with torch.no_grad():
         images = model.decode(z.to(model.device))
-    out = Path(cfg.out) if cfg.out else file.parent.parent / "generated" / f"{cfg.mode}.png"
-    out.parent.mkdir(parents=True, exist_ok=True)
     plots.save_png(plots.image_grid(images, per_row), out)
     print(out)
 

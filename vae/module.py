@@ -87,12 +87,19 @@ class VAE(pl.LightningModule):
     """A Gaussian-latent VAE whose loss per image is recon + beta * KL(q(z|x) || N(0, I)).
 
     ``objective["variational"]=False`` makes it the plain autoencoder of the same network (no
-    sampler, no KL), the tutorials' baseline. The arguments are plain values, checked against
-    ``vae.schema``, so a checkpoint holds only tensors and plain containers.
+    sampler, no KL), the tutorials' baseline; ``model["conditional"]`` with ``classes`` labels a
+    conditional VAE of p(x|y), whose every call takes the labels too. The arguments are plain
+    values, checked against ``vae.schema``, so a checkpoint holds only tensors and plain containers.
     """
 
     def __init__(
-        self, image_shape: Sequence[int], latent_dim: int, model: dict, objective: dict, optim: dict
+        self,
+        image_shape: Sequence[int],
+        latent_dim: int,
+        model: dict,
+        objective: dict,
+        optim: dict,
+        classes: int = 0,
     ) -> None:
         super().__init__()
         for group, values, prefix in (
@@ -109,7 +116,10 @@ class VAE(pl.LightningModule):
             )
         self.optim = schema.Optim(**optim)
         variational = self.objective.variational
-        self.encoder, self.decoder = build_networks(tuple(image_shape), latent_dim, variational, **model)
+        self.encoder, self.decoder = build_networks(
+            tuple(image_shape), latent_dim, variational, classes=classes, **model
+        )
+        self.classes = classes if model.get("conditional") else 0
         self.sampler = Sampler(self.objective.eps_std, self.objective.sampler_std) if variational else None
         self.memory_format = torch.contiguous_format
         self._resumed_rng_states: dict | None = None  # set by on_load_checkpoint, used once
@@ -127,41 +137,50 @@ class VAE(pl.LightningModule):
         if compile:
             self.losses = torch.compile(self.losses)
 
-    # The public API, for notebooks and the other entry points.
-    def encode(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+    # The public API, for notebooks and the other entry points. ``labels`` (integer classes)
+    # only for a conditional model, which needs them.
+    def encode(self, x: Tensor, labels: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """Images in [0, 1] to the mean and log-variance of q(z|x) (the code and None for an AE)."""
-        return self.encoder(x)
+        return self.encoder(x, labels)
 
-    def decode(self, z: Tensor) -> Tensor:
+    def decoder_logits(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        """The decoder's logits for latent codes (given their labels, if conditional)."""
+        return self.decoder(z, labels) if self.classes else self.decoder(z)
+
+    def decode(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
         """Latent codes to images in [0, 1] (the decoder's mean)."""
-        return torch.sigmoid(self.decoder(z))
+        return torch.sigmoid(self.decoder_logits(z, labels))
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, labels: Tensor | None = None
+    ) -> Tensor:
         """``n`` images decoded from prior draws z ~ N(0, I)."""
         z = torch.randn(n, self.hparams.latent_dim, generator=generator, device=self.device)
-        return self.decode(z)
+        return self.decode(z, labels)
 
-    def reconstruct(self, x: Tensor) -> Tensor:
+    def reconstruct(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
         """Images decoded from the posterior means: deterministic, as users expect of a preview."""
-        return self.decode(self.encode(x)[0])
+        return self.decode(self.encode(x, labels)[0], labels)
 
     def prepare(self, images: Tensor) -> Tensor:
         """Batch pixels to the model's input: floats in [0, 1], binarized if configured."""
         x = to_unit_interval(images).contiguous(memory_format=self.memory_format)
         return torch.bernoulli(x) if self.objective.binarize == "dynamic" else x
 
-    def losses(self, x: Tensor, kl_weight: float | None = None) -> dict[str, Tensor]:
+    def losses(
+        self, x: Tensor, kl_weight: float | None = None, labels: Tensor | None = None
+    ) -> dict[str, Tensor]:
         """Per-image ``recon``, ``kl`` and ``loss`` (= recon + kl_weight * kl) of inputs in [0, 1].
 
         ``kl_weight`` defaults to ``beta``; an autoencoder has no ``kl`` and its loss is recon.
         In training mode with ``free_bits`` the loss floors each dimension's KL; ``kl`` stays the true KL.
         """
         hp = self.objective
-        mu, logvar = self.encoder(x)
+        mu, logvar = self.encoder(x, labels)
         if hp.variational:  # the draw and the KL in float32 (the heads may run in bf16)
             mu, logvar = at_least_float32(mu), at_least_float32(logvar)
         z = self.sampler(mu, logvar) if hp.variational else mu
-        recon = reconstruction(hp.recon, self.decoder(z), x, hp.recon_reduction, hp.mse_scale)
+        recon = reconstruction(hp.recon, self.decoder_logits(z, labels), x, hp.recon_reduction, hp.mse_scale)
         if not hp.variational:
             return {"recon": recon, "loss": recon}
         kl_per_dim = gaussian_kl_per_dim(mu, logvar)
@@ -190,7 +209,7 @@ class VAE(pl.LightningModule):
     def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
         x = self.prepare(batch[0])
         weight = self.kl_weight() if stage == "train" else None
-        terms = self.losses(x, weight)
+        terms = self.losses(x, weight, batch[1] if self.classes else None)
         self._epoch_sums[stage].add(terms)
         return terms["loss"].mean()
 

@@ -7,6 +7,7 @@ Decoders return logits; the caller applies the sigmoid (or a loss on logits).
 import math
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor, nn
 
 FAMILIES = ("mlp", "conv")
@@ -19,34 +20,65 @@ ACTIVATIONS = {
 ImageShape = tuple[int, int, int]
 
 
+def one_hot(labels: Tensor | None, classes: int, like: Tensor) -> Tensor:
+    """Labels as one-hot rows of ``like``'s dtype and device; a conditional net cannot do without them."""
+    if labels is None:
+        raise ValueError("this model is conditional (model.conditional=true): give the images' labels")
+    return nn.functional.one_hot(labels.long(), classes).to(like)
+
+
 class GaussianEncoder(nn.Module):
-    """Maps images to the mean and log-variance of the diagonal Gaussian q(z|x).
+    """Maps images to the mean and log-variance of the diagonal Gaussian q(z|x) (q(z|x, y) with
+    ``classes``: the one-hot label joins the features before the heads).
 
     With its log-variance head removed (``build_networks(variational=False)``) it is a plain
     autoencoder's encoder and returns ``(code, None)``.
     """
 
-    def __init__(self, body: nn.Module, features: int, latent_dim: int) -> None:
+    def __init__(self, body: nn.Module, features: int, latent_dim: int, classes: int = 0) -> None:
         super().__init__()
         self.body = body
-        self.mean = nn.Linear(features, latent_dim)
-        self.logvar: nn.Linear | None = nn.Linear(features, latent_dim)
+        self.classes = classes
+        self.mean = nn.Linear(features + classes, latent_dim)
+        self.logvar: nn.Linear | None = nn.Linear(features + classes, latent_dim)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+    def forward(self, x: Tensor, labels: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         h = self.body(x)
+        if self.classes:
+            h = torch.cat([h, one_hot(labels, self.classes, h)], dim=1)
         return self.mean(h), (self.logvar(h) if self.logvar is not None else None)
+
+
+class ConditionalDecoder(nn.Sequential):
+    """A decoder of p(x|z, y): the one-hot label joins z at its input. A Sequential, so its
+    parameters are named as an unconditional decoder's."""
+
+    def __init__(self, layers: nn.Sequential, classes: int) -> None:
+        super().__init__(*layers)
+        self.classes = classes
+
+    def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        return super().forward(torch.cat([z, one_hot(labels, self.classes, z)], dim=1))
 
 
 INITS = ("torch", "glorot")
 
 
 def build_networks(
-    image_shape: ImageShape, latent_dim: int, variational: bool, family: str, init: str = "torch", **options
+    image_shape: ImageShape,
+    latent_dim: int,
+    variational: bool,
+    family: str,
+    init: str = "torch",
+    conditional: bool = False,
+    classes: int = 0,
+    **options,
 ) -> tuple[GaussianEncoder, nn.Module]:
     """Build the (encoder, decoder) pair of ``family`` for images of ``image_shape`` (C, H, W).
 
     ``init="glorot"`` draws weights as Keras does by default (Glorot-uniform, zero biases),
     for reproducing the Keras tutorials' numbers; ``torch`` keeps PyTorch's layer defaults.
+    ``conditional`` makes a pair that also takes the one-hot label of one of ``classes`` classes.
     """
     if latent_dim < 1:
         raise ValueError(f"latent_dim must be a positive integer, got {latent_dim}")
@@ -55,7 +87,14 @@ def build_networks(
         raise ValueError(f"unknown model family {family!r}; choose one of {FAMILIES}")
     if init not in INITS:
         raise ValueError(f"unknown init {init!r}; choose one of {INITS}")
-    encoder, decoder = builders[family](tuple(image_shape), latent_dim, **options)
+    if conditional and classes < 2:
+        raise ValueError(
+            "model.conditional=true needs labelled images: MNIST, Fashion-MNIST, or the Cartoon Set with its attribute CSVs"
+        )
+    classes = classes if conditional else 0
+    encoder, decoder = builders[family](tuple(image_shape), latent_dim, classes=classes, **options)
+    if classes:
+        decoder = ConditionalDecoder(decoder, classes)
     if not variational:
         encoder.logvar = None
     if init == "glorot":
@@ -73,7 +112,7 @@ def _activation(name: str) -> nn.Module:
 
 
 def build_mlp(
-    image_shape: ImageShape, latent_dim: int, hidden: Sequence[int], activation: str
+    image_shape: ImageShape, latent_dim: int, hidden: Sequence[int], activation: str, classes: int = 0
 ) -> tuple[GaussianEncoder, nn.Module]:
     """Fully connected encoder over flattened pixels; the decoder mirrors the hidden widths."""
     pixels = math.prod(image_shape)
@@ -82,10 +121,10 @@ def build_mlp(
     for size in hidden:
         encoder_layers += [nn.Linear(width, size), _activation(activation)]
         width = size
-    encoder = GaussianEncoder(nn.Sequential(*encoder_layers), width, latent_dim)
+    encoder = GaussianEncoder(nn.Sequential(*encoder_layers), width, latent_dim, classes)
 
     decoder_layers: list[nn.Module] = []
-    width = latent_dim
+    width = latent_dim + classes
     for size in reversed(hidden):
         decoder_layers += [nn.Linear(width, size), _activation(activation)]
         width = size
@@ -111,6 +150,7 @@ def build_conv(
     kernel_size: int,
     batch_norm: bool,
     activation: str,
+    classes: int = 0,
 ) -> tuple[GaussianEncoder, nn.Module]:
     """Strided 'same' convolutions down, optional dense layers, transposed convolutions back up.
 
@@ -138,7 +178,7 @@ def build_conv(
     for size in encoder_dense:  # the CS3232 slides' Dense(20) between the convolutions and the heads
         encoder_layers += _block(nn.Linear(features, size), size, batch_norm, activation)
         features = size
-    encoder = GaussianEncoder(nn.Sequential(*encoder_layers), features, latent_dim)
+    encoder = GaussianEncoder(nn.Sequential(*encoder_layers), features, latent_dim, classes)
 
     upsampling = math.prod(decoder_strides) * output_stride
     if image_shape[1] % upsampling or image_shape[2] % upsampling:
@@ -147,7 +187,10 @@ def build_conv(
             f"total stride {upsampling}; change the strides or the image size"
         )
     start = (decoder_channels[0], image_shape[1] // upsampling, image_shape[2] // upsampling)
-    decoder_layers: list[nn.Module] = [nn.Linear(latent_dim, math.prod(start)), nn.Unflatten(1, start)]
+    decoder_layers: list[nn.Module] = [
+        nn.Linear(latent_dim + classes, math.prod(start)),
+        nn.Unflatten(1, start),
+    ]
     channels = decoder_channels[0]
     for out, stride in zip(decoder_channels, decoder_strides, strict=True):
         deconv = _transposed(channels, out, kernel_size, stride)

@@ -168,3 +168,16 @@ def panels(pictures: dict[str, np.ndarray], title: str, columns: int | None = No
         axes.set_title(label)
         axes.set_axis_off()
     return figure
+
+
+def labelled_rows(grid: np.ndarray, names: Sequence[str], title: str) -> Figure:
+    """An image grid (``pixels`` output, one row per name, 2-pixel padding) with each row's name at its left."""
+    rows = len(names)
+    cell = (grid.shape[0] - 2) / rows
+    figure = Figure(figsize=(grid.shape[1] / 80 + 1.6, grid.shape[0] / 80 + 0.5), layout="constrained")
+    axes = figure.add_subplot()
+    axes.imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0, vmax=255)
+    axes.set_yticks([2 + cell * (row + 0.5) - 1 for row in range(rows)], list(names))
+    axes.set_xticks([])
+    axes.set_title(title, fontsize="small")
+    return figure

@@ -132,6 +132,9 @@ class Plots:
     )
 
 
+CONDITIONAL_HELP = "a conditional VAE: the one-hot label goes to the encoder's heads and the decoder's input"
+
+
 @dataclass
 class MlpNet:
     """Fully connected encoder over the flattened image; the decoder mirrors the hidden widths."""
@@ -142,6 +145,7 @@ class MlpNet:
     init: str = setting(
         "torch", "torch: PyTorch's layer defaults | glorot: Keras' (Glorot-uniform, zero biases)", INITS
     )
+    conditional: bool = setting(False, CONDITIONAL_HELP)
 
 
 @dataclass
@@ -161,6 +165,7 @@ class ConvNet:
     init: str = setting(
         "torch", "torch: PyTorch's layer defaults | glorot: Keras' (Glorot-uniform, zero biases)", INITS
     )
+    conditional: bool = setting(False, CONDITIONAL_HELP)
 
 
 NETWORKS = {"mlp": MlpNet, "conv": ConvNet}

@@ -47,9 +47,19 @@ def settings_of(values: dict, precision: str, reason: str) -> dict:
     }
 
 
-def build_model(values: dict, image_shape: tuple[int, int, int]) -> VAE:
+def build_model(values: dict, image_shape: tuple[int, int, int], classes: int = 0) -> VAE:
     """The model a validated config describes (``vae.config.validate``'s plain values)."""
-    return VAE(image_shape, values["latent_dim"], values["model"], values["objective"], values["optim"])
+    args = (values["latent_dim"], values["model"], values["objective"], values["optim"])
+    return VAE(image_shape, *args, classes=classes)
+
+
+def label_classes(values: dict, datamodule: pl.LightningDataModule) -> int:
+    """How many classes a conditional model's labels have (0 for an unconditional one)."""
+    if not values["model"].get("conditional"):
+        return 0
+    datamodule.prepare_data()  # the Cartoon Set's classes are known once its CSVs are read
+    datamodule.setup("fit")
+    return len(datamodule.class_names or [])
 
 
 def train(cfg: DictConfig, run_dir: Path | None = None) -> float:
@@ -67,7 +77,7 @@ def train(cfg: DictConfig, run_dir: Path | None = None) -> float:
     datamodule = build_datamodule(values["dataset"], values["batch_size"])
     datamodule.data_on_device = speed["data_on_device"]
     try:
-        model = build_model(values, datamodule.image_shape)
+        model = build_model(values, datamodule.image_shape, label_classes(values, datamodule))
     except ValueError as error:  # a network the image size cannot fit, ...
         raise UserError(f"{error} (model={HydraConfig.get().runtime.choices.get('model')})") from error
     if resume is not None:
