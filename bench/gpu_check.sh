@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The prepared GPU check: run it first whenever a GPU machine is lent (at most ~8 minutes).
+# It records the machine, runs the fast test tier there, trains one epoch of the default
+# Fashion-MNIST VAE and of the Cartoon Set VAE at 256 px with accelerator=gpu, and runs the
+# quick speed bench; all output also goes to $OUT (else bench/results/) as gpu-check-<time>.log.
+#
+# Python: .venv's if present, else the machine's python3 with this checkout on PYTHONPATH
+# (a GPU machine without a network has torch but cannot `make install`). Data: $VAE_DATA_DIR,
+# filled from ../shared/data when that exists; the Cartoon Set run is skipped without PNGs.
+# Dry run on a CPU: ACCELERATOR=cpu QUICK=1 bash bench/gpu_check.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+accelerator="${ACCELERATOR:-gpu}"
+out_dir="${OUT:-bench/results}"
+mkdir -p "$out_dir"
+log="$out_dir/gpu-check-$(date -u +%Y%m%d-%H%M%S).log"
+exec > >(tee "$log") 2>&1
+
+python=.venv/bin/python
+if [ ! -x "$python" ]; then
+    python=python3
+    export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+fi
+export VAE_DATA_DIR="${VAE_DATA_DIR:-$PWD/data}"
+shared="${VAE_SHARED_DATA:-$PWD/../shared/data}"
+for name in MNIST FashionMNIST; do
+    mkdir -p "$VAE_DATA_DIR/$name/raw"
+    [ -d "$shared/$name/raw" ] && cp -n "$shared/$name/raw/"*.gz "$VAE_DATA_DIR/$name/raw/" 2>/dev/null
+done
+cartoons="${CARTOONS:-$shared/cartoonset}"
+quick=()
+if [ -n "${QUICK:-}" ]; then
+    quick=(trainer.limit_train_batches=5 trainer.limit_val_batches=2 trainer.limit_test_batches=2 plots.scatter_points=100)
+fi
+
+echo "== machine $(date -u +%FT%TZ)"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || echo "no nvidia-smi"
+"$python" -c 'import torch, pytorch_lightning as pl; print("torch", torch.__version__, "lightning", pl.__version__, "cuda", torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu " + torch.backends.cpu.get_cpu_capability())'
+
+echo "== fast tests"
+timeout 240 "$python" -m pytest -q -x -m "not slow" -p no:cacheprovider tests | tail -3
+
+train() {  # one epoch, launch to exit, then its throughput from metrics.json
+    local name="$1"
+    shift
+    local run="$out_dir/run-$name"
+    local start=$SECONDS
+    timeout 240 "$python" -m vae.train accelerator="$accelerator" epochs=1 "${quick[@]}" "$@" \
+        hydra.run.dir="$run" > "$run.log" 2>&1 || { echo "$name: failed, see $run.log"; tail -5 "$run.log"; return; }
+    echo "$name: $((SECONDS - start)) s launch to exit; $(grep -h '^precision=' "$run.log")"
+    "$python" -c 'import json, sys; s = json.load(open(sys.argv[1])); m = s["metrics"]
+print(f"  {s[\"train_images_per_second\"]} train images/s, test loss {m[\"test/loss\"]:.2f}, {s[\"settings\"][\"dataset\"]}")' "$run/metrics.json"
+}
+
+echo "== vae.train accelerator=$accelerator"
+train fashion
+if compgen -G "$cartoons/*.png" > /dev/null || compgen -G "$cartoons/*/*.png" > /dev/null; then
+    train cartoon dataset=cartoon "dataset.root=$cartoons" latent_dim=200
+else
+    echo "cartoon: skipped, no PNGs in $cartoons (set CARTOONS=)"
+fi
+
+echo "== speed bench (quick)"
+timeout 180 "$python" -m bench.speed --quick | tail -25
+echo "== log: $log"
