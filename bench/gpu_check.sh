@@ -49,8 +49,8 @@ train() {  # one epoch, launch to exit, then its throughput from metrics.json
     timeout 240 "$python" -m vae.train accelerator="$accelerator" epochs=1 "${quick[@]}" "$@" \
         hydra.run.dir="$run" > "$run.log" 2>&1 || { echo "$name: failed, see $run.log"; tail -5 "$run.log"; return; }
     echo "$name: $((SECONDS - start)) s launch to exit; $(grep -h '^precision=' "$run.log")"
-    "$python" -c 'import json, sys; s = json.load(open(sys.argv[1])); m = s["metrics"]
-print(f"  {s[\"train_images_per_second\"]} train images/s, test loss {m[\"test/loss\"]:.2f}, {s[\"settings\"][\"dataset\"]}")' "$run/metrics.json"
+    "$python" -c 'import json, sys; s = json.load(open(sys.argv[1]))
+print("  %s train images/s, test loss %.2f, %s" % (s["train_images_per_second"], s["metrics"]["test/loss"], s["settings"]["dataset"]))' "$run/metrics.json"
 }
 
 echo "== vae.train accelerator=$accelerator"
