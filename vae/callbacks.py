@@ -153,9 +153,11 @@ class LatentPictures(pl.Callback):
         self.class_names = getattr(datamodule, "class_names", None)
         latent_dim = pl_module.hparams.latent_dim
         self.scatter = plots.LatentScatter(self.labels, self.class_names, latent_dim)
-        self.kl_bars = plots.KlPerDimension(latent_dim) if pl_module.objective.variational else None
+        closed_form_kl = pl_module.objective.variational and pl_module.pseudo_inputs is None
+        self.kl_bars = plots.KlPerDimension(latent_dim) if closed_form_kl else None
         generator = torch.Generator().manual_seed(self.seed)
         self.prior = torch.randn(self.grid_size**2, latent_dim, generator=generator)
+        self.prior_uniform = torch.rand(self.grid_size**2, generator=generator)  # a VampPrior's components
         # A conditional model decodes each row of samples as one class: row r as class r mod classes.
         rows = torch.arange(self.grid_size**2) // self.grid_size
         self.sample_labels = rows % pl_module.classes if pl_module.classes else None
@@ -187,7 +189,7 @@ class LatentPictures(pl.Callback):
 
         pictures: dict[str, Tensor | Figure] = {
             "latent/scatter": self.scatter.draw(means, f"validation means after {epochs_done} epochs"),
-            "samples/prior": decoded(self.prior),
+            "samples/prior": decoded(module.to_prior(self.prior.to(module.device), self.prior_uniform)),
             "samples/uniform": decoded(box),
             "reconstructions": plots.reconstruction_grid(
                 shown, module.reconstruct(shown, shown_labels), per_row

@@ -22,6 +22,10 @@ ANOMALY_SETS = ("mnist", "fashion_mnist")  # the same 28 x 28 grey images, prepr
 
 def likelihood_name(model: VAE) -> str:
     name = _decoder_likelihood(model)
+    if model.pseudo_inputs is not None:
+        name = (
+            f"{name}; VampPrior with {len(model.pseudo_inputs)} pseudo-inputs (KL estimated from the k draws)"
+        )
     return f"{name}; conditional on the label: bounds of -log p(x|y)" if model.classes else name
 
 
@@ -46,6 +50,7 @@ def summary(measures: dict[str, torch.Tensor]) -> dict:
     }
     if "means" in measures:
         result["active_units"] = active_units(measures["means"])
+    if "kl_per_dim" in measures:  # a closed-form KL to N(0, I)
         result["kl_per_dim"] = [round(float(value), 4) for value in measures["kl_per_dim"].mean(0)]
     return result
 

@@ -67,7 +67,11 @@ def bounds(
     hp = model.objective
     mu, logvar = model.encode(x, labels)
     logvar = model.sampler.posterior_logvar(logvar)
+    components = model.prior_components() if model.pseudo_inputs is not None else None
     log_weights, recon = [], torch.zeros(len(x), device=x.device)
+    kl_estimate = torch.zeros(
+        len(x), device=x.device
+    )  # E_q[log q(z|x) - log p(z)], for a prior without closed form
     for start in range(0, k, chunk):
         draws = min(chunk, k - start)
         eps = torch.randn((draws, *mu.shape), generator=generator, device=mu.device)
@@ -75,21 +79,21 @@ def bounds(
         logits = model.decoder_logits(z.flatten(0, 1), None if labels is None else labels.repeat(draws))
         targets = x.expand(draws, *x.shape).flatten(0, 1)
         log_px = log_likelihood(hp.recon, logits, targets, hp.mse_scale).view(draws, len(x))
-        log_pz = log_normal(z, torch.zeros_like(z), torch.zeros_like(z))
-        log_weights.append(log_px + log_pz - log_normal(z, mu, logvar))
+        log_pz = model.log_prior(z, components)
+        log_qz = log_normal(z, mu, logvar)
+        log_weights.append(log_px + log_pz - log_qz)
         recon -= log_px.sum(0)
+        kl_estimate += (log_qz - log_pz).sum(0)
     log_weights = torch.cat(log_weights)
-    kl_per_dim = gaussian_kl_per_dim(mu, logvar)
     recon /= k
     zeros = torch.zeros_like(log_weights)
-    return {
-        "recon": recon,
-        "kl": kl_per_dim.sum(1),
-        "negative_elbo": recon + kl_per_dim.sum(1),
-        "iwae_nll": iwae_nll(log_weights, zeros, zeros),
-        "means": mu,
-        "kl_per_dim": kl_per_dim,
-    }
+    measures = {"recon": recon, "iwae_nll": iwae_nll(log_weights, zeros, zeros), "means": mu}
+    if components is not None:  # the VampPrior: the KL averaged over the same k draws
+        kl = kl_estimate / k
+    else:
+        measures["kl_per_dim"] = gaussian_kl_per_dim(mu, logvar)
+        kl = measures["kl_per_dim"].sum(1)
+    return {**measures, "kl": kl, "negative_elbo": recon + kl}
 
 
 @torch.no_grad()

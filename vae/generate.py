@@ -21,7 +21,9 @@ def latent_grid(cfg: DictConfig, model: VAE, datamodule) -> tuple[torch.Tensor, 
     generator = torch.Generator().manual_seed(cfg.seed)
     latent_dim = model.hparams.latent_dim
     if cfg.mode == "prior":
-        return torch.randn(cfg.rows**2, latent_dim, generator=generator), cfg.rows
+        eps = torch.randn(cfg.rows**2, latent_dim, generator=generator)
+        with torch.no_grad():
+            return model.to_prior(eps, torch.rand(cfg.rows**2, generator=generator)).cpu(), cfg.rows
     if cfg.mode == "manifold" and latent_dim == 2:
         return latents.manifold_grid(cfg.steps, cfg.extent), cfg.steps
     means = posterior_means(model, test_images(datamodule, cfg.encode_limit)).cpu()

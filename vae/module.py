@@ -14,6 +14,8 @@ from vae.objectives import (
     cyclical_weight,
     free_bits,
     gaussian_kl_per_dim,
+    log_normal,
+    mixture_log_density,
     reconstruction,
     reduce_per_image,
     reparameterize,
@@ -121,9 +123,51 @@ class VAE(pl.LightningModule):
         )
         self.classes = classes if model.get("conditional") else 0
         self.sampler = Sampler(self.objective.eps_std, self.objective.sampler_std) if variational else None
+        self.pseudo_inputs = None  # the VampPrior's, as logits of pixels in (0, 1)
+        if self.objective.prior == "vamp":
+            self._check_vamp(model)
+            shape = (self.objective.prior_components, *image_shape)
+            self.pseudo_inputs = nn.Parameter(0.01 * torch.randn(shape))
         self.memory_format = torch.contiguous_format
         self._resumed_rng_states: dict | None = None  # set by on_load_checkpoint, used once
         self._epoch_sums = {stage: EpochSums() for stage in ("train", "val", "test")}
+
+    def _check_vamp(self, model: dict) -> None:
+        hp = self.objective
+        for broken, why in (
+            (not hp.variational, "an autoencoder has no prior"),
+            (
+                hp.kl_reduction != "sum",
+                "its KL is a Monte Carlo estimate of the whole KL: objective.kl_reduction=sum",
+            ),
+            (hp.free_bits > 0, "free bits need a KL per dimension, which a mixture prior has not"),
+            (model.get("conditional"), "a conditional VampPrior is not implemented"),
+        ):
+            if broken:
+                raise ValueError(f"objective.prior=vamp: {why}")
+
+    def prior_components(self) -> tuple[Tensor, Tensor]:
+        """The VampPrior's component means and log-variances: q(z|u_k) of the pseudo-inputs."""
+        mu, logvar = self.encoder(
+            torch.sigmoid(self.pseudo_inputs).contiguous(memory_format=self.memory_format)
+        )
+        return at_least_float32(mu), self.sampler.posterior_logvar(at_least_float32(logvar))
+
+    def log_prior(self, z: Tensor, components: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """log p(z), summed over the last dimension: N(0, I), or the VampPrior's mixture
+        (``components`` from ``prior_components``, computed here if not given)."""
+        if self.pseudo_inputs is None:
+            return log_normal(z, torch.zeros_like(z), torch.zeros_like(z))
+        return mixture_log_density(z, *(components or self.prior_components()))
+
+    def to_prior(self, eps: Tensor, uniform: Tensor) -> Tensor:
+        """Fixed draws ``eps`` ~ N(0, I) ``[N, D]`` and ``uniform`` ~ U(0, 1) ``[N]`` as draws of the
+        prior: ``eps`` itself for N(0, I); for the VampPrior, from component floor(uniform x K)."""
+        if self.pseudo_inputs is None:
+            return eps
+        mu, logvar = self.prior_components()
+        pick = (uniform * len(mu)).long().clamp_max(len(mu) - 1).to(mu.device)
+        return reparameterize(mu[pick], logvar[pick], eps.to(mu.device))
 
     def use_fast_paths(self, channels_last: bool, compile: bool) -> None:
         """Speed-only switches (measured in ``bench/``); weights and checkpoints stay the same.
@@ -183,6 +227,10 @@ class VAE(pl.LightningModule):
         recon = reconstruction(hp.recon, self.decoder_logits(z, labels), x, hp.recon_reduction, hp.mse_scale)
         if not hp.variational:
             return {"recon": recon, "loss": recon}
+        if self.pseudo_inputs is not None:  # no closed form: the one-draw estimate log q(z|x) - log p(z)
+            kl = log_normal(z, mu, self.sampler.posterior_logvar(logvar)) - self.log_prior(z)
+            weight = hp.beta if kl_weight is None else kl_weight
+            return {"recon": recon, "kl": kl, "loss": recon + weight * kl}
         kl_per_dim = gaussian_kl_per_dim(mu, logvar)
         kl = reduce_per_image(kl_per_dim, hp.kl_reduction)
         penalty = kl

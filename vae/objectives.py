@@ -133,6 +133,15 @@ def log_normal(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
     return -0.5 * (math.log(2 * math.pi) + logvar + (z - mu).pow(2) / logvar.exp()).sum(-1)
 
 
+def mixture_log_density(z: Tensor, means: Tensor, logvars: Tensor) -> Tensor:
+    """log (1/K sum_k N(z; means_k, diag(exp(logvars_k)))) for ``z`` ``[..., D]`` and K components ``[K, D]``.
+
+    The VampPrior's density: its components are the posteriors of the pseudo-inputs.
+    """
+    per_component = log_normal(z.unsqueeze(-2), means, logvars)  # [..., K]
+    return torch.logsumexp(per_component, dim=-1) - math.log(len(means))
+
+
 def iwae_nll(log_px_given_z: Tensor, log_pz: Tensor, log_qz: Tensor) -> Tensor:
     """The importance-weighted estimate of -log p(x) from k draws z_i ~ q(z|x).
 

@@ -18,6 +18,7 @@ from vae.projections import PROJECTIONS
 
 BINARIZATIONS = ("none", "dynamic", "static")
 SAMPLER_STDS = ("exp_half_logvar", "exp_logvar")
+PRIORS = ("normal", "vamp")
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")  # "-true" half precisions: fp16 weights
 ACTIVATIONS = tuple(nets.ACTIVATIONS)
 
@@ -64,6 +65,12 @@ class Objective:
         "cyclical annealing (Fu et al. 2019): beta restarts from 0 this many times, rising over each cycle's first half",
         minimum=0,
     )
+    prior: str = setting(
+        "normal",
+        "normal: N(0, I) | vamp: the VampPrior (Tomczak & Welling 2018), a mixture of q(z|u_k) at learned pseudo-inputs u_k",
+        PRIORS,
+    )
+    prior_components: int = setting(500, "prior=vamp: how many pseudo-inputs", minimum=1)
     free_bits: float = setting(
         0.0,
         "a KL floor per latent dim, in nats (Kingma et al. 2016): dims below it are not pushed further",
