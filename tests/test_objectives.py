@@ -8,9 +8,12 @@ import torch
 from vae.module import Sampler
 from vae.objectives import (
     bernoulli_recon,
+    bits_per_dim,
     cyclical_weight,
+    dequantize,
     free_bits,
     gaussian_kl,
+    gaussian_recon,
     iwae_nll,
     log_likelihood,
     log_normal,
@@ -160,3 +163,28 @@ def test_free_bits_floors_each_dimensions_batch_mean_kl_and_stops_its_gradient()
 )
 def test_the_cyclical_schedule_restarts_every_cycle_and_rises_over_its_first_half(step, expected):
     assert cyclical_weight(step, total_steps=100, cycles=4) == pytest.approx(expected)
+
+
+def test_the_learned_variance_gaussian_by_hand():
+    # One value: mean sigmoid(0) = 0.5, x = 0.7, variance 0.04: 0.5 (log 2 pi + log 0.04 + 0.2^2 / 0.04).
+    by_hand = 0.5 * (math.log(2 * math.pi) + math.log(0.04) + 1.0)
+    nll = gaussian_recon(torch.zeros(1, 1, 1, 1), torch.full((1, 1, 1, 1), 0.7), torch.tensor(math.log(0.04)))
+    assert float(nll) == pytest.approx(by_hand, abs=1e-5)
+    assert float(
+        -log_likelihood(
+            "gaussian",
+            torch.zeros(1, 1, 1, 1),
+            torch.full((1, 1, 1, 1), 0.7),
+            1.0,
+            torch.tensor(math.log(0.04)),
+        )
+    ) == pytest.approx(by_hand, abs=1e-5)
+
+
+def test_dequantized_pixels_fill_their_bin_and_bits_per_dim_count_the_bins():
+    pixels = torch.tensor([0, 7, 255], dtype=torch.uint8).repeat(1000)
+    values = dequantize(pixels, torch.Generator().manual_seed(0))
+    bins = pixels.float() / 256
+    assert ((values >= bins) & (values < bins + 1 / 256)).all()
+    assert bits_per_dim(0.0, 1) == pytest.approx(8.0)  # a density of 1 on [0, 1]: the uniform 8 bits
+    assert bits_per_dim(-3 * math.log(256), 3) == pytest.approx(0.0)

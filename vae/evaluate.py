@@ -16,6 +16,7 @@ from vae.errors import UserError, exits_on_user_error
 from vae.evaluation import denoise, per_image_measures, posterior_means, test_images
 from vae.metrics import active_units, auroc, linear_probe_accuracy, psnr
 from vae.module import VAE
+from vae.objectives import bits_per_dim
 
 ANOMALY_SETS = ("mnist", "fashion_mnist")  # the same 28 x 28 grey images, preprocessed alike
 SUBSETS = ("first", "random")
@@ -50,6 +51,8 @@ def _decoder_likelihood(model: VAE) -> str:
             "static": "statically binarized pixels (one fixed draw per image, made at loading)",
         }[hp.binarize]
         return f"Bernoulli on {pixels}"
+    if hp.recon == "gaussian":
+        return "Gaussian with learned variance on dequantized pixels ((k + u) / 256, one seeded draw of u)"
     return f"Gaussian with fixed variance P / (2 x {hp.mse_scale}) per pixel"
 
 
@@ -178,6 +181,13 @@ def main(cfg: DictConfig) -> None:
         codes = measures.get("means", None)
         codes = posterior_means(model, images, labels) if codes is None else codes
         report["linear_probe"] = probe_scores(model, datamodule, codes, labels, cfg.probe_train_images)
+    if model.objective.recon == "gaussian":  # a proper density of the 8-bit images
+        values = images[0].numel()
+        report["bits_per_dim"] = {
+            name: round(bits_per_dim(report[name], values), 4)
+            for name in ("negative_elbo", "iwae_nll")
+            if name in report
+        }
     if cfg.anomaly:
         report["anomaly"] = anomaly_scores(cfg, model, datamodule, images)
     if cfg.denoise:

@@ -9,7 +9,14 @@ import torch
 from torch import Tensor
 
 from vae.module import VAE, to_unit_interval
-from vae.objectives import gaussian_kl_per_dim, iwae_nll, log_likelihood, log_normal, reparameterize
+from vae.objectives import (
+    dequantize,
+    gaussian_kl_per_dim,
+    iwae_nll,
+    log_likelihood,
+    log_normal,
+    reparameterize,
+)
 
 
 def test_images(datamodule, limit: int | None) -> Tensor:
@@ -48,7 +55,9 @@ def _on(labels: Tensor | None, model: VAE) -> Tensor | None:
 
 
 def evaluation_inputs(model: VAE, images: Tensor, generator: torch.Generator) -> Tensor:
-    """Pixels as the model sees them; a dynamically binarized model gets one fixed, seeded draw."""
+    """Pixels as the model sees them; a dynamically binarized (or dequantized) model gets one fixed, seeded draw."""
+    if model.objective.recon == "gaussian":
+        return dequantize(images.to(model.device), generator)
     x = to_unit_interval(images.to(model.device))
     return torch.bernoulli(x, generator=generator) if model.objective.binarize == "dynamic" else x
 
@@ -78,7 +87,9 @@ def bounds(
         z = reparameterize(mu, logvar, eps)  # [draws, images, D]
         logits = model.decoder_logits(z.flatten(0, 1), None if labels is None else labels.repeat(draws))
         targets = x.expand(draws, *x.shape).flatten(0, 1)
-        log_px = log_likelihood(hp.recon, logits, targets, hp.mse_scale).view(draws, len(x))
+        log_px = log_likelihood(hp.recon, logits, targets, hp.mse_scale, model.log_variance).view(
+            draws, len(x)
+        )
         log_pz = model.log_prior(z, components)
         log_qz = log_normal(z, mu, logvar)
         log_weights.append(log_px + log_pz - log_qz)
@@ -101,7 +112,11 @@ def reconstruction_error(model: VAE, x: Tensor, labels: Tensor | None = None) ->
     """-log p(x | code) per image, for a plain autoencoder (no posterior to average over)."""
     hp = model.objective
     return -log_likelihood(
-        hp.recon, model.decoder_logits(model.encode(x, labels)[0], labels), x, hp.mse_scale
+        hp.recon,
+        model.decoder_logits(model.encode(x, labels)[0], labels),
+        x,
+        hp.mse_scale,
+        model.log_variance,
     )
 
 

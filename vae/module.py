@@ -12,6 +12,7 @@ from vae.nets import build_networks
 from vae.objectives import (
     at_least_float32,
     cyclical_weight,
+    dequantize,
     free_bits,
     gaussian_kl_per_dim,
     log_normal,
@@ -123,6 +124,12 @@ class VAE(pl.LightningModule):
         )
         self.classes = classes if model.get("conditional") else 0
         self.sampler = Sampler(self.objective.eps_std, self.objective.sampler_std) if variational else None
+        # recon=gaussian learns its variance, one per channel (the other terms have none).
+        self.log_variance = (
+            nn.Parameter(torch.full((image_shape[0], 1, 1), -2.0))
+            if self.objective.recon == "gaussian"
+            else None
+        )
         self.pseudo_inputs = None  # the VampPrior's, as logits of pixels in (0, 1)
         if self.objective.prior == "vamp":
             self._check_vamp(model)
@@ -207,7 +214,9 @@ class VAE(pl.LightningModule):
         return self.decode(self.encode(x, labels)[0], labels)
 
     def prepare(self, images: Tensor) -> Tensor:
-        """Batch pixels to the model's input: floats in [0, 1], binarized if configured."""
+        """Batch pixels to the model's input: floats in [0, 1], binarized, or dequantized for recon=gaussian."""
+        if self.objective.recon == "gaussian" and images.dtype == torch.uint8:
+            return dequantize(images).contiguous(memory_format=self.memory_format)
         x = to_unit_interval(images).contiguous(memory_format=self.memory_format)
         return torch.bernoulli(x) if self.objective.binarize == "dynamic" else x
 
@@ -224,7 +233,8 @@ class VAE(pl.LightningModule):
         if hp.variational:  # the draw and the KL in float32 (the heads may run in bf16)
             mu, logvar = at_least_float32(mu), at_least_float32(logvar)
         z = self.sampler(mu, logvar) if hp.variational else mu
-        recon = reconstruction(hp.recon, self.decoder_logits(z, labels), x, hp.recon_reduction, hp.mse_scale)
+        logits = self.decoder_logits(z, labels)
+        recon = reconstruction(hp.recon, logits, x, hp.recon_reduction, hp.mse_scale, self.log_variance)
         if not hp.variational:
             return {"recon": recon, "loss": recon}
         if self.pseudo_inputs is not None:  # no closed form: the one-draw estimate log q(z|x) - log p(z)

@@ -11,7 +11,7 @@ import math
 import torch
 from torch import Tensor
 
-RECONSTRUCTIONS = ("bce", "mse")
+RECONSTRUCTIONS = ("bce", "mse", "gaussian")
 REDUCTIONS = ("sum", "mean")
 
 
@@ -73,23 +73,54 @@ def scaled_mse_recon(logits: Tensor, x: Tensor, scale: float) -> Tensor:
     return scale * reduce_per_image((torch.sigmoid(at_least_float32(logits)) - x).pow(2), "mean")
 
 
-def reconstruction(kind: str, logits: Tensor, x: Tensor, reduction: str, mse_scale: float) -> Tensor:
-    """The per-image reconstruction term named by ``kind`` ('bce' or 'mse')."""
+def gaussian_recon(logits: Tensor, x: Tensor, log_variance: Tensor) -> Tensor:
+    """-log N(x; sigmoid(logits), exp(log_variance)) summed over the values of each image, in nats.
+
+    A proper density for dequantized pixels (``dequantize``), whose variance is learned
+    (``log_variance`` broadcasts over the image: one per channel).
+    """
+    mean = torch.sigmoid(at_least_float32(logits))
+    per_value = 0.5 * (math.log(2 * math.pi) + log_variance + (x - mean).pow(2) / log_variance.exp())
+    return reduce_per_image(per_value, "sum")
+
+
+def dequantize(images: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """uint8 pixels k to (k + u) / 256 with u ~ U(0, 1): a density on these lower-bounds the
+    8-bit data's probability, log P(k) >= E_u log p((k + u) / 256) - D log 256."""
+    noise = torch.rand(images.shape, generator=generator, device=images.device)
+    return (images.float() + noise) / 256
+
+
+def bits_per_dim(nats_per_image: float, values_per_image: int) -> float:
+    """A dequantized density's -log p in nats per image as bits per 8-bit value (see ``dequantize``)."""
+    return (nats_per_image + values_per_image * math.log(256)) / (values_per_image * math.log(2))
+
+
+def reconstruction(
+    kind: str, logits: Tensor, x: Tensor, reduction: str, mse_scale: float, log_variance: Tensor | None = None
+) -> Tensor:
+    """The per-image reconstruction term named by ``kind`` ('bce', 'mse' or 'gaussian')."""
     if kind == "bce":
         return bernoulli_recon(logits, x, reduction)
     if kind == "mse":
         return scaled_mse_recon(logits, x, mse_scale)
+    if kind == "gaussian":
+        return gaussian_recon(logits, x, log_variance)
     raise ValueError(f"unknown reconstruction term {kind!r}; choose one of {RECONSTRUCTIONS}")
 
 
-def log_likelihood(kind: str, logits: Tensor, x: Tensor, mse_scale: float) -> Tensor:
+def log_likelihood(
+    kind: str, logits: Tensor, x: Tensor, mse_scale: float, log_variance: Tensor | None = None
+) -> Tensor:
     """log p(x|z) per image, normalised, for likelihood bounds.
 
     'mse' is the Gaussian whose negative log-density is ``mse_scale`` x MSE plus a constant:
-    sigma^2 = P / (2 * mse_scale) for P pixels.
+    sigma^2 = P / (2 * mse_scale) for P pixels; 'gaussian' learns its variance.
     """
     if kind == "bce":
         return -bernoulli_recon(logits, x, "sum")
+    if kind == "gaussian":
+        return -gaussian_recon(logits, x, log_variance)
     pixels = x[0].numel()
     variance = pixels / (2 * mse_scale)
     return -scaled_mse_recon(logits, x, mse_scale) - 0.5 * pixels * math.log(2 * math.pi * variance)

@@ -47,7 +47,9 @@ class Objective:
 
     variational: bool = setting(True, "false: the same network as a plain autoencoder (no sampler, no KL)")
     recon: str = setting(
-        "bce", "bce: Bernoulli cross-entropy | mse: mse_scale x mean squared error", RECONSTRUCTIONS
+        "bce",
+        "bce: Bernoulli cross-entropy | mse: mse_scale x mean squared error | gaussian: a learned-variance Gaussian on dequantized pixels (bits/dim)",
+        RECONSTRUCTIONS,
     )
     recon_reduction: str = setting(
         "sum", "bce over pixels: sum (the ELBO's) | mean (Keras' binary_crossentropy)", REDUCTIONS
