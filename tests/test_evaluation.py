@@ -118,7 +118,8 @@ def test_a_learned_variance_model_is_evaluated_on_one_seeded_dequantization(make
     first = per_image_measures(model, images, k=500, batch_size=5, seed=0)
     again = per_image_measures(model, images, k=500, batch_size=5, seed=0)
     torch.testing.assert_close(first["iwae_nll"], again["iwae_nll"])  # the same u and the same draws
-    assert first["iwae_nll"].mean() < first["negative_elbo"].mean()  # the ELBO's KL is exact, its recon sampled
+    # The ELBO's KL is exact and its recon sampled, so only the means are ordered for sure.
+    assert first["iwae_nll"].mean() < first["negative_elbo"].mean()
     model.train()
     model.losses(model.prepare(images))["loss"].mean().backward()
     assert model.log_variance.grad is not None and model.log_variance.grad.abs().sum() > 0

@@ -198,8 +198,9 @@ class VAE(pl.LightningModule):
         """The decoder's logits for latent codes (given their labels, if conditional)."""
         return self.decoder(z, labels) if self.classes else self.decoder(z)
 
+    @torch.no_grad()
     def decode(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
-        """Latent codes to images in [0, 1] (the decoder's mean)."""
+        """Latent codes to images in [0, 1] (the decoder's mean), without gradients: for pictures."""
         return torch.sigmoid(self.decoder_logits(z, labels))
 
     def sample(
@@ -209,8 +210,9 @@ class VAE(pl.LightningModule):
         z = torch.randn(n, self.hparams.latent_dim, generator=generator, device=self.device)
         return self.decode(z, labels)
 
+    @torch.no_grad()
     def reconstruct(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
-        """Images decoded from the posterior means: deterministic, as users expect of a preview."""
+        """Images decoded from the posterior means, without gradients: deterministic, as users expect of a preview."""
         return self.decode(self.encode(x, labels)[0], labels)
 
     def prepare(self, images: Tensor) -> Tensor:
