@@ -9,7 +9,13 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from tests.conftest import RUN_PICTURES, quiet_trainer, random_images, uint8_loader
-from vae.callbacks import LatentPictures, LossProgressBar, StopOnNonFiniteLoss, checkpoint_callbacks
+from vae.callbacks import (
+    LatentPictures,
+    LossProgressBar,
+    StopOnNonFiniteLoss,
+    checkpoint_callbacks,
+    embedding_metadata,
+)
 from vae.data.memory import InMemoryImages
 from vae.errors import UserError
 from vae.module import VAE
@@ -194,3 +200,10 @@ def test_a_run_stopped_by_an_error_ends_the_progress_bars_line_first(make_vae, c
     with pytest.raises(UserError):
         trainer.fit(model, uint8_loader(random_images(12), batch_size=5))
     assert capsys.readouterr().out.endswith("\n")  # the error line will not follow the bar on its line
+
+
+def test_the_projectors_metadata_has_label_class_and_every_other_attribute():
+    rows, header = embedding_metadata(torch.tensor([2, 0]), ["a", "b", "c"], {"glasses": [1, 0]})
+    assert header == ["label", "class", "glasses"]
+    assert rows == [["2", "c", "1"], ["0", "a", "0"]]
+    assert embedding_metadata(None, None, {}) == (None, None)  # unlabelled images: points only

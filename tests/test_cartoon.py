@@ -162,6 +162,12 @@ def test_the_datamodule_splits_by_seed_and_batches_uint8_images(avatars, tmp_pat
     assert torch.equal(again.val_set.head()[0], module.val_set.head()[0])
     images, labels = next(iter(module.train_dataloader()))
     assert images.shape == (2, 3, 32, 32) and images.dtype == torch.uint8 and labels.shape == (2,)
+    # Every CSV attribute of the test images, for the projector: the one test image's own.
+    attributes = module.test_attributes(10)
+    assert sorted(attributes) == ["eye_angle", "glasses", "hair_color"]
+    (hair,) = attributes["hair_color"]
+    assert attributes["eye_angle"] == [hair % 3] and attributes["glasses"] == [11]
+    assert [hair] == module.test_set.head()[1].tolist()
 
 
 @pytest.mark.slow

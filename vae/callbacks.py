@@ -242,7 +242,9 @@ class LatentPictures(pl.Callback):
             test = drawn({"latent/test": scatter})
             _log_pictures(trainer, test)
             if means.shape[1] > 2:  # TensorBoard's projector draws no points for 2-D data (its PCA fails)
-                _log_embedding(trainer, means, images, labels, self.class_names)
+                attributes = getattr(trainer.datamodule, "test_attributes", None)  # the Cartoon Set's CSVs
+                columns = attributes(len(means)) if attributes else {}
+                _log_embedding(trainer, means, images, embedding_metadata(labels, self.class_names, columns))
             pictures = {**pictures, **test}
         folder = Path(trainer.default_root_dir)
         for tag, picture in pictures.items():
@@ -267,22 +269,38 @@ def _log_pictures(trainer: pl.Trainer, pictures: dict[str, np.ndarray]) -> None:
                 logger.experiment.add_image(tag, values, trainer.global_step, dataformats=formats)
 
 
+def embedding_metadata(
+    labels: Tensor | None, class_names: list[str] | None, columns: dict[str, list[int]]
+) -> tuple[list[list[str]] | None, list[str] | None]:
+    """The projector's metadata rows and header: label and class name, then any other attributes."""
+    header, values = [], []
+    if labels is not None:
+        names = class_names or [str(label) for label in range(int(labels.max()) + 1)]
+        header += ["label", "class"]
+        values += [[str(label) for label in labels.tolist()], [names[label] for label in labels.tolist()]]
+    header += list(columns)
+    values += [[str(value) for value in column] for column in columns.values()]
+    if not header:
+        return None, None
+    return [list(row) for row in zip(*values, strict=True)], header
+
+
 def _log_embedding(
-    trainer: pl.Trainer, means: Tensor, images: Tensor, labels: Tensor | None, class_names: list[str] | None
+    trainer: pl.Trainer,
+    means: Tensor,
+    images: Tensor,
+    metadata: tuple[list[list[str]] | None, list[str] | None],
 ) -> None:
-    """The test means to TensorBoard's PROJECTOR tab, with their labels and a sprite of thumbnails."""
+    """The test means to TensorBoard's PROJECTOR tab, with their metadata and a sprite of thumbnails."""
     thumbnails = to_unit_interval(images)
     if thumbnails.shape[-1] > 32:  # a sprite of 2,000 Cartoon Set images at 256 px would be 11k px wide
         thumbnails = torch.nn.functional.interpolate(thumbnails, size=(32, 32), mode="area")
-    metadata, header = None, None
-    if labels is not None:
-        names = class_names or [str(label) for label in range(int(labels.max()) + 1)]
-        metadata, header = [[str(label), names[label]] for label in labels.tolist()], ["label", "class"]
+    rows, header = metadata
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
             logger.experiment.add_embedding(
                 means,
-                metadata=metadata,
+                metadata=rows,
                 label_img=thumbnails,
                 global_step=trainer.global_step,
                 tag="test_means",

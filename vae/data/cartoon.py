@@ -323,6 +323,15 @@ class CartoonDataModule(InMemoryDataModule):
         if hasattr(self, "train_set"):
             return
         full = CartoonSet(self.root, self.image_size, self.cache_dir, self.limit, self.color_by)
-        self.class_names = full.class_names
+        self.class_names, self.attributes = full.class_names, full.attributes
         parts = split_indices(len(full), *self.fractions, self.split_seed)
         self.train_set, self.val_set, self.test_set = (full.subset(part) for part in parts)
+
+    def test_attributes(self, count: int) -> dict[str, list[int]]:
+        """Every CSV attribute of the first ``count`` test images, by name (TensorBoard's
+        projector shows them); empty without CSVs."""
+        rows = self.test_set.rows[:count].tolist()
+        return {
+            name: [attribute["values"][row] for row in rows]
+            for name, attribute in sorted(self.attributes.items())
+        }
