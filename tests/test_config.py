@@ -66,7 +66,7 @@ def test_data_dir_defaults_to_the_environment_variable(monkeypatch):
         ("latent_dim=2.5", "latent_dim must be an integer, got 2.5"),
         ("batch_size=0", "batch_size must be at least 1"),
         ("epochs=0", "epochs must be at least 1"),
-        ("objective.recon=l1", "objective.recon must be one of bce, mse, got 'l1'"),
+        ("objective.recon=l1", "objective.recon must be one of bce, mse, gaussian, got 'l1'"),
         ("objective.beta=-1", "objective.beta must be at least 0"),
         ("objective.binarize=sometimes", "objective.binarize must be one of none, dynamic, static"),
         ("objective.variational=maybe", "objective.variational must be true or false, got 'maybe'"),
@@ -141,7 +141,8 @@ def test_a_users_own_presets_from_config_dir_or_searchpath_are_accepted(tmp_path
     with pytest.raises(UserError, match="unknown experiment 'mine'"):
         check_arguments(["experiment=mine"])
     with pytest.raises(
-        UserError, match="unknown experiment 'yours'; choose one of beta_vae_fashion, keras_fashion32, "
+        UserError,
+        match="unknown experiment 'yours'; choose one of beta_vae_fashion, cartoon_density, keras_fashion32, ",
     ):
         check_arguments(["-cd", str(tmp_path), "experiment=yours"])
 

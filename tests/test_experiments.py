@@ -149,7 +149,7 @@ def test_experiment_trains_and_tests_a_few_batches(name, variational, data_dir, 
         "plots.scatter_points=64",
         "plots.grid_size=2",
     ]
-    if name == "learnopencv_cartoon":  # 40 real avatars at 64 px, cached in tmp
+    if name in ("learnopencv_cartoon", "cartoon_density"):  # 40 real avatars at 64 px, cached in tmp
         overrides += [
             f"dataset.root={SHARED_DATA / 'cartoonset'}",
             f"dataset.cache_dir={tmp_path}",
@@ -158,7 +158,8 @@ def test_experiment_trains_and_tests_a_few_batches(name, variational, data_dir, 
         ]
     train(composed(*overrides, run_dir=tmp_path))
     metrics = json.loads((tmp_path / "metrics.json").read_text())["metrics"]
-    assert math.isfinite(metrics["test/loss"]) and metrics["test/recon"] > 0
+    assert math.isfinite(metrics["test/loss"])
+    assert name == "cartoon_density" or metrics["test/recon"] > 0  # a density's -log p can be negative
     assert ("test/kl" in metrics) == variational
     assert (tmp_path / "reconstructions.png").exists()
 
