@@ -94,13 +94,17 @@ def run_module(module: str, *overrides: str, data_dir: Path) -> subprocess.Compl
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
 
 
+def quick_run(run_dir: Path, *overrides: str, data_dir: Path) -> Path:
+    """``run_dir`` after a ``QUICK`` ``python -m vae.train <overrides>`` that must succeed."""
+    result = run_module("vae.train", *QUICK, *overrides, f"hydra.run.dir={run_dir}", data_dir=data_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir
+
+
 @pytest.fixture(scope="session")
 def finished_run(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A two-epoch Fashion-MNIST run of ``python -m vae.train`` on the real files."""
-    run_dir = tmp_path_factory.mktemp("run")
-    result = run_module("vae.train", *QUICK, "epochs=2", f"hydra.run.dir={run_dir}", data_dir=data_dir)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return run_dir
+    return quick_run(tmp_path_factory.mktemp("run"), "epochs=2", data_dir=data_dir)
 
 
 @pytest.fixture

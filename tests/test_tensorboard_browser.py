@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import QUICK, run_module, unavailable
+from tests.conftest import quick_run, unavailable
 
 pytestmark = pytest.mark.slow  # a training run, a TensorBoard server and a browser
 
@@ -34,10 +34,7 @@ def chromium() -> str:
 @pytest.fixture(scope="module")
 def run_16d(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A one-epoch Fashion-MNIST run with 16 latent dimensions: the projector shows latents above 2-D."""
-    run_dir = tmp_path_factory.mktemp("run16")
-    result = run_module("vae.train", *QUICK, "latent_dim=16", f"hydra.run.dir={run_dir}", data_dir=data_dir)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return run_dir
+    return quick_run(tmp_path_factory.mktemp("run16"), "latent_dim=16", data_dir=data_dir)
 
 
 @pytest.fixture(scope="module")

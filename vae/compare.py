@@ -17,7 +17,7 @@ from omegaconf import DictConfig, open_dict
 from torch.utils.tensorboard import SummaryWriter
 
 from vae import latents, plots
-from vae.checkpoints import load_run
+from vae.checkpoints import device_for, load_run
 from vae.config import check_arguments, register_schema
 from vae.errors import UserError, exits_on_user_error
 from vae.evaluation import posterior_means
@@ -110,13 +110,11 @@ def compare_runs(
     first: Path, second: Path, out: Path, grid_size: int, points: int, projection: str, seed: int
 ) -> Path:
     """Writes the comparison of two finished runs into ``out``: PNGs, TensorBoard images, compare.md."""
-    loaded = [
-        load_run(run, 256, None, "cuda" if torch.cuda.is_available() else "cpu") for run in (first, second)
-    ]
-    check_comparable(loaded[0][:2], loaded[1][:2])
     for run in (first, second):
         if not (run / "metrics.json").exists():
             raise UserError(f"{run} has no metrics.json: compare finished runs (train them to the end)")
+    loaded = [load_run(run, 256, None, device_for("auto")) for run in (first, second)]
+    check_comparable(loaded[0][:2], loaded[1][:2])
     models = [model for model, _, _ in loaded]
     datamodule = loaded[0][1]
     datamodule.prepare_data()

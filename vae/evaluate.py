@@ -178,8 +178,7 @@ def main(cfg: DictConfig) -> None:
         **summary(measures),
     }
     if labels is not None:
-        codes = measures.get("means", None)
-        codes = posterior_means(model, images, labels) if codes is None else codes
+        codes = measures["means"] if "means" in measures else posterior_means(model, images, labels)
         report["linear_probe"] = probe_scores(model, datamodule, codes, labels, cfg.probe_train_images)
     if model.objective.recon == "gaussian":  # a proper density of the 8-bit images
         values = images[0].numel()

@@ -33,11 +33,12 @@ def posterior(model: VAE, images: Tensor, labels: Tensor | None = None) -> tuple
     layers hold 32-64x their input, so larger passes would raise a run's peak memory for no gain."""
     chunk = max(1, 2**18 // images[0].numel())
     labels = labels if model.classes else None
-    parts = zip(
-        images.split(chunk), labels.split(chunk) if labels is not None else [None] * len(images), strict=False
-    )
     heads = [
-        model.encode(to_unit_interval(batch.to(model.device)), _on(given, model)) for batch, given in parts
+        model.encode(
+            to_unit_interval(images[start : start + chunk].to(model.device)),
+            None if labels is None else labels[start : start + chunk].to(model.device),
+        )
+        for start in range(0, len(images), chunk)
     ]
     means = torch.cat([mu for mu, _ in heads])
     if model.sampler is None:
@@ -48,10 +49,6 @@ def posterior(model: VAE, images: Tensor, labels: Tensor | None = None) -> tuple
 def posterior_means(model: VAE, images: Tensor, labels: Tensor | None = None) -> Tensor:
     """E[z|x] (an autoencoder's code) of uint8 ``images`` (E[z|x, y] for a conditional model)."""
     return posterior(model, images, labels)[0]
-
-
-def _on(labels: Tensor | None, model: VAE) -> Tensor | None:
-    return None if labels is None else labels.to(model.device)
 
 
 def evaluation_inputs(model: VAE, images: Tensor, generator: torch.Generator) -> Tensor:
@@ -78,9 +75,8 @@ def bounds(
     logvar = model.sampler.posterior_logvar(logvar)
     components = model.prior_components() if model.pseudo_inputs is not None else None
     log_weights, recon = [], torch.zeros(len(x), device=x.device)
-    kl_estimate = torch.zeros(
-        len(x), device=x.device
-    )  # E_q[log q(z|x) - log p(z)], for a prior without closed form
+    # E_q[log q(z|x) - log p(z)] over the draws: the KL of a prior without a closed form.
+    kl_estimate = torch.zeros(len(x), device=x.device)
     for start in range(0, k, chunk):
         draws = min(chunk, k - start)
         eps = torch.randn((draws, *mu.shape), generator=generator, device=mu.device)

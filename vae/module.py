@@ -122,7 +122,7 @@ class VAE(pl.LightningModule):
         self.encoder, self.decoder = build_networks(
             tuple(image_shape), latent_dim, variational, classes=classes, **model
         )
-        self.classes = classes if model.get("conditional") else 0
+        self.classes = self.encoder.classes  # 0 unless conditional
         self.sampler = Sampler(self.objective.eps_std, self.objective.sampler_std) if variational else None
         # recon=gaussian learns its variance, one per channel (the other terms have none).
         self.log_variance = (
@@ -240,14 +240,12 @@ class VAE(pl.LightningModule):
         if not hp.variational:
             return {"recon": recon, "loss": recon}
         if self.pseudo_inputs is not None:  # no closed form: the one-draw estimate log q(z|x) - log p(z)
-            kl = log_normal(z, mu, self.sampler.posterior_logvar(logvar)) - self.log_prior(z)
-            weight = hp.beta if kl_weight is None else kl_weight
-            return {"recon": recon, "kl": kl, "loss": recon + weight * kl}
-        kl_per_dim = gaussian_kl_per_dim(mu, logvar)
-        kl = reduce_per_image(kl_per_dim, hp.kl_reduction)
-        penalty = kl
-        if hp.free_bits and self.training:
-            penalty = reduce_per_image(free_bits(kl_per_dim, hp.free_bits), hp.kl_reduction)
+            kl = penalty = log_normal(z, mu, self.sampler.posterior_logvar(logvar)) - self.log_prior(z)
+        else:
+            kl_per_dim = gaussian_kl_per_dim(mu, logvar)
+            kl = penalty = reduce_per_image(kl_per_dim, hp.kl_reduction)
+            if hp.free_bits and self.training:
+                penalty = reduce_per_image(free_bits(kl_per_dim, hp.free_bits), hp.kl_reduction)
         weight = hp.beta if kl_weight is None else kl_weight
         return {"recon": recon, "kl": kl, "loss": recon + weight * penalty}
 

@@ -131,11 +131,6 @@ def gaussian_kl_per_dim(mu: Tensor, logvar: Tensor) -> Tensor:
     return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())
 
 
-def gaussian_kl(mu: Tensor, logvar: Tensor, reduction: str) -> Tensor:
-    """KL to N(0, I) per image: summed over latent dims (the ELBO's) or averaged (the CS3232 slides, the UPM notebook)."""
-    return reduce_per_image(gaussian_kl_per_dim(mu, logvar), reduction)
-
-
 def free_bits(kl_per_dim: Tensor, floor: float) -> Tensor:
     """Per-dimension KL terms ``[batch, D]`` whose batch mean is sum_d max(floor, mean KL_d).
 
