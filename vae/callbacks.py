@@ -46,9 +46,10 @@ def checkpoint_callbacks(dirpath: str | Path) -> list[ModelCheckpoint]:
 class StopOnNonFiniteLoss(pl.Callback):
     """Stops at the first NaN or infinite training loss, before any checkpoint can store it.
 
-    Each step only marks a bad loss on its device (reading it back every step would stall a
-    GPU); the mark is read every ``check_every`` steps, which the progress bar's refresh
-    syncs anyway, and before validation and the epoch's checkpoint.
+    Each step only copies its loss into a window on its device (reading it back every step
+    would stall a GPU, and one copy is the cheapest step-side work); the window is read every
+    ``check_every`` steps, which the progress bar's refresh syncs anyway, and before validation
+    and the epoch's checkpoint.
     """
 
     def __init__(self, check_every: int = 1) -> None:
@@ -62,19 +63,20 @@ class StopOnNonFiniteLoss(pl.Callback):
 
     def _reset(self, pl_module: VAE) -> None:
         self.epoch_start_step: int | None = None
-        self.first_bad = torch.full((), -1, dtype=torch.long, device=pl_module.device)  # its batch index
-        self.bad_loss = torch.zeros((), device=pl_module.device)
+        self.losses = torch.zeros(self.check_every, device=pl_module.device)
+        self.held = 0  # losses in the window, from batch index window_start on
+        self.window_start = 0
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if self.epoch_start_step is None:
             self.epoch_start_step = trainer.global_step - batch_idx // trainer.accumulate_grad_batches
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        loss = outputs["loss"].detach()
-        unmarked_bad = ~torch.isfinite(loss) & (self.first_bad < 0)
-        self.first_bad = torch.where(unmarked_bad, batch_idx, self.first_bad)  # a scalar argument, no copy
-        self.bad_loss = torch.where(unmarked_bad, loss.float(), self.bad_loss)
-        if (batch_idx + 1) % self.check_every == 0:
+        if self.held == 0:
+            self.window_start = batch_idx
+        self.losses[self.held] = outputs["loss"].detach()
+        self.held += 1
+        if self.held == self.check_every:
             self._check(trainer)
 
     def on_validation_start(self, trainer: pl.Trainer, pl_module: VAE) -> None:
@@ -85,9 +87,15 @@ class StopOnNonFiniteLoss(pl.Callback):
         self._check(trainer)
 
     def _check(self, trainer: pl.Trainer) -> None:
-        # Every process reads every process's mark: one that stopped alone would leave the
+        # Every process reads every process's window: one that stopped alone would leave the
         # others waiting for it in the next gradient all-reduce.
-        marks = torch.stack([self.first_bad.float(), self.bad_loss])
+        if self.held == 0:
+            return  # checked at the window's end, just before
+        bad = ~torch.isfinite(self.losses[: self.held])
+        first = torch.where(bad.any(), bad.int().argmax(), -1)  # on the device: no sync yet
+        marks = torch.stack([(first + self.window_start).float(), self.losses[first.clamp(min=0)]])
+        marks = marks.where(first >= 0, torch.full_like(marks, -1))  # an empty window marks nothing
+        self.held = 0
         marks = trainer.strategy.all_gather(marks).reshape(-1, 2)  # a row per process
         bad = marks[marks[:, 0] >= 0]
         if len(bad) == 0:
