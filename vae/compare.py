@@ -3,7 +3,7 @@
 Trains both from the same network, data and seed (``ae/`` and ``vae/`` in the output folder),
 or compares two finished runs (``python -m vae.compare ae=<run> vae=<run>``), and writes the
 seed tutorials' comparison: test latents, decoded latent grids, reconstructions, samples from
-N(0, I) and from the box of the test latents, and a table of test losses.
+each model's prior (N(0, I) for an AE) and from the box of the test latents, and a table of test losses.
 """
 
 import json
@@ -52,7 +52,9 @@ def comparison_pictures(
 ) -> dict[str, plots.Figure]:
     """The comparison figures by TensorBoard tag, from the same test images and the same draws."""
     latent_dim = models[0].hparams.latent_dim
-    prior = torch.randn(grid_size**2, latent_dim, generator=torch.Generator().manual_seed(seed))
+    generator = torch.Generator().manual_seed(seed)
+    eps = torch.randn(grid_size**2, latent_dim, generator=generator)
+    uniform = torch.rand(grid_size**2, generator=generator)  # a VampPrior's components
     shown = images[: grid_size**2]
     scatters, grids, samples = {}, {}, {}
     reconstructions = {"originals": plots.pixels(plots.image_grid(to_unit_interval(shown), grid_size))}
@@ -64,7 +66,9 @@ def comparison_pictures(
         scatters[name] = plots.pixels(scatter)
         x = to_unit_interval(shown.to(model.device))
         reconstructions[name] = plots.pixels(plots.image_grid(model.reconstruct(x), grid_size))
-        samples[f"{name}: z ~ N(0, I)"] = _decoded(model, prior, grid_size)
+        prior = "the VampPrior" if model.pseudo_inputs is not None else "N(0, I)"
+        z = model.to_prior(eps.to(model.device), uniform)
+        samples[f"{name}: z ~ {prior}"] = _decoded(model, z, grid_size)
         box = latents.uniform_within(lower, upper, grid_size**2, torch.Generator().manual_seed(seed))
         samples[f"{name}: z uniform in the test box"] = _decoded(model, box, grid_size)
         if latent_dim == 2:  # the grid over the box each model's test means span
