@@ -75,7 +75,7 @@ def test_data_dir_defaults_to_the_environment_variable(monkeypatch):
         ("objective.eps_std=0", "objective.eps_std must be above 0, got 0"),
         ("optim.lr=0", "optim.lr must be above 0"),
         ("plots.scatter_points=1", "plots.scatter_points must be at least 2"),
-        ("model.activation=tanh", "model.activation must be one of relu, leaky_relu, got 'tanh'"),
+        ("model.activation=tanh", "model.activation must be one of relu, leaky_relu, elu, got 'tanh'"),
         ("dataset.val_size=-1", "dataset.val_size must be at least 0"),
     ],
 )

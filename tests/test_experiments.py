@@ -89,6 +89,16 @@ TUTORIAL_SETTINGS = {
         "objective.recon_reduction": "sum",
         "objective.kl_reduction": "sum",
     },
+    # Not a tutorial: the same protocol on a residual network, with free bits.
+    "mnist_binarized_resnet": {
+        "dataset.name": "mnist",
+        "objective.binarize": "dynamic",
+        "objective.recon_reduction": "sum",
+        "objective.free_bits": 0.05,
+        "model.residual_blocks": 1,
+        "model.activation": "elu",
+        "latent_dim": 32,
+    },
     # Not a tutorial: the Cartoon Set's first density baseline (bits per dimension).
     "cartoon_density": {
         "dataset.name": "cartoon",

@@ -10,7 +10,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from vae.config import register_schema
-from vae.nets import build_networks
+from vae.nets import Residual, build_networks
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 PRESETS = sorted(path.stem for path in CONF.glob("model/*.yaml"))
@@ -23,6 +23,7 @@ IMAGE_SHAPES = {
     "slides_conv": (1, 28, 28),
     "upm_dense": (1, 28, 28),
     "mnist_conv": (1, 28, 28),
+    "mnist_resnet": (1, 28, 28),
     "for_mnist": (1, 28, 28),
     "for_fashion_mnist": (1, 28, 28),
     "for_cartoon": (3, 64, 64),
@@ -81,6 +82,24 @@ def test_the_lab_exercises_mlp_has_its_parameter_counts():
 def test_the_learnopencv_fashion_net_flattens_to_7x7x64():
     encoder, _ = build_networks((1, 28, 28), 2, True, **preset("conv"))
     assert encoder.mean.in_features == 3136
+
+
+def test_residual_blocks_add_two_convolutions_and_their_norms_per_hidden_layer():
+    plain = dict(preset("mnist_conv"))
+    with_blocks = {**plain, "residual_blocks": 2}
+    encoder, decoder = build_networks((1, 28, 28), 2, True, **plain)
+    deep_encoder, deep_decoder = build_networks((1, 28, 28), 2, True, **with_blocks)
+    per_block = {c: 2 * (c * c * 9 + c) + 2 * 2 * c for c in (32, 64)}  # two 3x3 convs, two batch norms
+    assert count(deep_encoder) - count(encoder) == 2 * (per_block[32] + per_block[64])
+    assert count(deep_decoder) - count(decoder) == 2 * (per_block[64] + per_block[32])
+
+
+def test_a_residual_block_adds_its_input_to_what_its_convolutions_make():
+    block = Residual(4, 3, batch_norm=True, activation="elu").eval()
+    x = torch.randn(2, 4, 6, 6)
+    assert not torch.allclose(block(x), x)
+    torch.nn.init.zeros_(block.body[-1].weight)  # the last norm's scale: F(x) = its bias, zero
+    assert torch.equal(block(x), x)
 
 
 def test_sizes_the_strides_cannot_produce_are_rejected():

@@ -4,6 +4,7 @@ A tutorial's network is a list of widths and strides in ``conf/model/``, not a c
 Decoders return logits; the caller applies the sigmoid (or a loss on logits).
 """
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -15,6 +16,7 @@ ACTIVATIONS = {
     "relu": nn.ReLU,
     # Keras' default slope (0.3), which LearnOpenCV's LeakyReLU() layers use.
     "leaky_relu": lambda: nn.LeakyReLU(0.3),
+    "elu": nn.ELU,  # the IAF paper's ResNet VAE
 }
 
 ImageShape = tuple[int, int, int]
@@ -150,12 +152,14 @@ def build_conv(
     kernel_size: int,
     batch_norm: bool,
     activation: str,
+    residual_blocks: int = 0,
     classes: int = 0,
 ) -> tuple[GaussianEncoder, nn.Module]:
     """Strided 'same' convolutions down, optional dense layers, transposed convolutions back up.
 
     The decoder starts from ``decoder_channels[0]`` maps at the image size divided by the
     product of all its strides (``output_stride`` included), as in the Keras tutorials.
+    ``residual_blocks`` ``Residual`` blocks follow every hidden convolution, both ways.
     """
     if len(encoder_channels) != len(encoder_strides):
         raise ValueError("encoder_channels and encoder_strides need one entry per layer")
@@ -171,6 +175,7 @@ def build_conv(
     for out, stride in zip(encoder_channels, encoder_strides, strict=True):
         conv = nn.Conv2d(channels, out, kernel_size, stride, padding)
         encoder_layers += _block(conv, out, batch_norm, activation)
+        encoder_layers += _residuals(residual_blocks, out, kernel_size, batch_norm, activation)
         channels = out
         height, width = (height - 1) // stride + 1, (width - 1) // stride + 1
     encoder_layers.append(nn.Flatten())
@@ -195,9 +200,30 @@ def build_conv(
     for out, stride in zip(decoder_channels, decoder_strides, strict=True):
         deconv = _transposed(channels, out, kernel_size, stride)
         decoder_layers += _block(deconv, out, batch_norm, activation)
+        decoder_layers += _residuals(residual_blocks, out, kernel_size, batch_norm, activation)
         channels = out
     decoder_layers.append(_transposed(channels, in_channels, kernel_size, output_stride))
     return encoder, nn.Sequential(*decoder_layers)
+
+
+class Residual(nn.Module):
+    """x + F(x), F two 'same' convolutions (each with its batch norm, the first with its
+    activation): depth without the vanishing gradients of a plain stack (He et al. 2016)."""
+
+    def __init__(self, channels: int, kernel_size: int, batch_norm: bool, activation: str) -> None:
+        super().__init__()
+        conv = functools.partial(nn.Conv2d, channels, channels, kernel_size, padding=kernel_size // 2)
+        second = [conv(), *([nn.BatchNorm2d(channels)] if batch_norm else [])]
+        self.body = nn.Sequential(*_block(conv(), channels, batch_norm, activation), *second)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
+
+
+def _residuals(
+    count: int, channels: int, kernel_size: int, batch_norm: bool, activation: str
+) -> list[nn.Module]:
+    return [Residual(channels, kernel_size, batch_norm, activation) for _ in range(count)]
 
 
 def _transposed(in_channels: int, out_channels: int, kernel_size: int, stride: int) -> nn.Module:

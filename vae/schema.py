@@ -171,6 +171,11 @@ class ConvNet:
     kernel_size: int = setting(3, "odd: 'same' padding needs a centre pixel", minimum=1)
     batch_norm: bool = setting(True, "batch norm after every hidden layer")
     activation: str = setting("leaky_relu", "the hidden layers' activation", ACTIVATIONS)
+    residual_blocks: int = setting(
+        0,
+        "residual blocks (x + two 'same' convolutions) after every hidden convolution, both ways",
+        minimum=0,
+    )
     init: str = setting(
         "torch", "torch: PyTorch's layer defaults | glorot: Keras' (Glorot-uniform, zero biases)", INITS
     )
