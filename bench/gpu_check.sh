@@ -11,24 +11,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-accelerator="${ACCELERATOR:-gpu}"
-out_dir="${OUT:-bench/results}"
-mkdir -p "$out_dir"
-log="$out_dir/gpu-check-$(date -u +%Y%m%d-%H%M%S).log"
-exec > >(tee "$log") 2>&1
-
-python=.venv/bin/python
-if [ ! -x "$python" ]; then
-    python=python3
-    export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-fi
-export VAE_DATA_DIR="${VAE_DATA_DIR:-$PWD/data}"
-shared="${VAE_SHARED_DATA:-$PWD/../shared/data}"
-for name in MNIST FashionMNIST; do
-    mkdir -p "$VAE_DATA_DIR/$name/raw"
-    [ -d "$shared/$name/raw" ] && cp -n "$shared/$name/raw/"*.gz "$VAE_DATA_DIR/$name/raw/" 2>/dev/null
-done
-cartoons="${CARTOONS:-$shared/cartoonset}"
+source bench/gpu_env.sh gpu-check
 quick=()
 if [ -n "${QUICK:-}" ]; then
     quick=(trainer.limit_train_batches=5 trainer.limit_val_batches=2 trainer.limit_test_batches=2 plots.scatter_points=100)

@@ -79,3 +79,24 @@ def test_the_pseudo_inputs_learn(make_vae):
 def test_settings_a_mixture_prior_cannot_have_are_refused(make_vae, changes, why):
     with pytest.raises(ValueError, match=f"objective.prior=vamp: .*{why}"):
         vamp(make_vae, **changes)
+
+
+def test_with_batch_norm_the_prior_is_the_same_in_training_and_leaves_the_image_statistics(make_vae):
+    conv = {
+        "family": "conv", "encoder_channels": [4], "encoder_strides": [2], "encoder_dense": [],
+        "decoder_channels": [4], "decoder_strides": [2], "output_stride": 1, "kernel_size": 3,
+        "batch_norm": True, "activation": "relu",
+    }  # fmt: skip
+    torch.manual_seed(0)
+    model = make_vae((1, 4, 4), latent_dim=2, model=conv, prior="vamp", prior_components=3)
+    norm = next(layer for layer in model.encoder.modules() if isinstance(layer, torch.nn.BatchNorm2d))
+    model.train()
+    model.losses(torch.rand(8, 1, 4, 4))  # one step's statistics of the images
+    seen = norm.running_mean.clone(), norm.running_var.clone(), int(norm.num_batches_tracked)
+    training_prior = model.prior_components()
+    assert torch.equal(norm.running_mean, seen[0]) and torch.equal(norm.running_var, seen[1])
+    assert int(norm.num_batches_tracked) == seen[2] and norm.training
+    evaluation_prior = model.eval().prior_components()
+    for during_training, in_evaluation in zip(training_prior, evaluation_prior, strict=True):
+        torch.testing.assert_close(during_training, in_evaluation)
+    assert training_prior[0].requires_grad  # the pseudo-inputs still learn through it

@@ -1,7 +1,8 @@
 """The LightningModule: an encoder, a reparameterized sampler and a decoder, trained on the ELBO."""
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import pytorch_lightning as pl
 import torch
@@ -26,6 +27,21 @@ from vae.objectives import (
 def to_unit_interval(images: Tensor) -> Tensor:
     """uint8 pixels (as the datamodules yield them) to floats in [0, 1], on their device."""
     return images.float().div_(255) if images.dtype == torch.uint8 else images
+
+
+@contextmanager
+def running_batch_norm(module: nn.Module) -> Iterator[None]:
+    """Inside, ``module``'s batch norm layers normalise with their running statistics and
+    leave them unchanged (as in eval mode); gradients still flow through them."""
+    norms = [layer for layer in module.modules() if isinstance(layer, nn.BatchNorm1d | nn.BatchNorm2d)]
+    modes = [layer.training for layer in norms]
+    for layer in norms:
+        layer.eval()
+    try:
+        yield
+    finally:
+        for layer, mode in zip(norms, modes, strict=True):
+            layer.train(mode)
 
 
 class Sampler(nn.Module):
@@ -154,10 +170,15 @@ class VAE(pl.LightningModule):
                 raise ValueError(f"objective.prior=vamp: {why}")
 
     def prior_components(self) -> tuple[Tensor, Tensor]:
-        """The VampPrior's component means and log-variances: q(z|u_k) of the pseudo-inputs."""
-        mu, logvar = self.encoder(
-            torch.sigmoid(self.pseudo_inputs).contiguous(memory_format=self.memory_format)
-        )
+        """The VampPrior's component means and log-variances: q(z|u_k) of the pseudo-inputs.
+
+        Batch norm layers encode them with their running statistics, in training too: batch
+        statistics of the pseudo-inputs would make training's prior another than evaluation's,
+        and would move the statistics the images are normalised with.
+        """
+        pseudo_images = torch.sigmoid(self.pseudo_inputs).contiguous(memory_format=self.memory_format)
+        with running_batch_norm(self.encoder):
+            mu, logvar = self.encoder(pseudo_images)
         return at_least_float32(mu), self.sampler.posterior_logvar(at_least_float32(logvar))
 
     def log_prior(self, z: Tensor, components: tuple[Tensor, Tensor] | None = None) -> Tensor:
