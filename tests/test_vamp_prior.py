@@ -59,7 +59,11 @@ def test_the_vamp_bounds_order_and_prior_samples(make_vae):
         means, _ = model.prior_components()
         picked = model.to_prior(torch.zeros(5, 2), torch.tensor([0.0, 0.2, 0.4, 0.6, 0.99]))
     torch.testing.assert_close(picked, means)
-    assert model.sample(4).shape == (4, 1, 4, 4)
+    samples = model.sample(4, generator=torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(0)  # the same stream: eps, then the component picks
+    eps, uniform = torch.randn(4, 2, generator=generator), torch.rand(4, generator=generator)
+    torch.testing.assert_close(samples, model.decode(model.to_prior(eps, uniform)))
+    assert not torch.allclose(samples, model.decode(eps))  # not N(0, I) draws
 
 
 def test_the_pseudo_inputs_learn(make_vae):

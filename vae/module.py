@@ -227,9 +227,11 @@ class VAE(pl.LightningModule):
     def sample(
         self, n: int, generator: torch.Generator | None = None, labels: Tensor | None = None
     ) -> Tensor:
-        """``n`` images decoded from prior draws z ~ N(0, I)."""
-        z = torch.randn(n, self.hparams.latent_dim, generator=generator, device=self.device)
-        return self.decode(z, labels)
+        """``n`` images decoded from draws of the model's prior (``to_prior``)."""
+        eps = torch.randn(n, self.hparams.latent_dim, generator=generator, device=self.device)
+        uniform = torch.rand(n, generator=generator, device=self.device)
+        with torch.no_grad():
+            return self.decode(self.to_prior(eps, uniform), labels)
 
     @torch.no_grad()
     def reconstruct(self, x: Tensor, labels: Tensor | None = None) -> Tensor:

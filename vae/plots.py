@@ -140,8 +140,8 @@ class LatentScatter:
 def lay_out_once(figure: Figure, axes) -> None:
     """Places the axes once (constrained layout, with room for wide tick labels) and keeps them.
 
-    The per-epoch figures change only their data and title, and a layout pass costs about 40%
-    of drawing them again.
+    The per-epoch figures change only their data and title, and a layout pass at every draw
+    would cost a large share of drawing them (docs/benchmarks.md).
     """
     axes.set_title("a title's height")
     axes.set_xlim(-0.0125, 0.0125)  # the widest tick labels limits usually give: -0.010 ... 0.010
