@@ -89,6 +89,15 @@ TUTORIAL_SETTINGS = {
         "objective.recon_reduction": "sum",
         "objective.kl_reduction": "sum",
     },
+    # Not a tutorial: the same recipe on Fashion-MNIST (the Exemplar VAE paper's benchmark).
+    "fashion_binarized_conv": {
+        "dataset.name": "fashion_mnist",
+        "objective.binarize": "dynamic",
+        "objective.recon_reduction": "sum",
+        "objective.kl_warmup_epochs": 5,
+        "latent_dim": 32,
+        "epochs": 100,
+    },
     # Not a tutorial: the same protocol on a residual network, with free bits.
     "mnist_binarized_resnet": {
         "dataset.name": "mnist",
