@@ -142,7 +142,7 @@ def test_a_users_own_presets_from_config_dir_or_searchpath_are_accepted(tmp_path
         check_arguments(["experiment=mine"])
     with pytest.raises(
         UserError,
-        match="unknown experiment 'yours'; choose one of beta_vae_fashion, cartoon_density, keras_fashion32, ",
+        match="unknown experiment 'yours'; choose one of beta_vae_fashion, cartoon_density, fashion_binarized_conv, ",
     ):
         check_arguments(["-cd", str(tmp_path), "experiment=yours"])
 
