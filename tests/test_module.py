@@ -217,6 +217,30 @@ def test_the_optimizer_is_adam_with_the_configured_learning_rate_and_epsilon(mak
     assert (group["lr"], group["eps"]) == (5e-4, 1e-7)
 
 
+class LearningRates(pl.Callback):
+    """The learning rate each optimizer step ran with."""
+
+    def __init__(self) -> None:
+        self.rates: list[float] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.rates.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_the_cosine_schedule_falls_from_lr_to_zero_over_the_run_per_step(make_vae, schedule: str):
+    rates = LearningRates()
+    trainer = quiet_trainer(max_epochs=2, enable_checkpointing=False, callbacks=[rates])
+    trainer.fit(make_vae(lr=1e-3, schedule=schedule), uint8_loader(random_images(16), batch_size=4))
+    if schedule == "constant":
+        assert rates.rates == [1e-3] * 8
+        return
+    # 8 steps: lr (1 + cos(pi t / 8)) / 2, by hand at t = 0, 2, 4, 6: 1, 0.85355, 0.5, 0.14645 (x 1e-3)
+    assert rates.rates[::2] == pytest.approx([1e-3, 0.85355e-3, 0.5e-3, 0.14645e-3], rel=1e-4)
+    assert all(later < earlier for earlier, later in zip(rates.rates, rates.rates[1:], strict=False))
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)  # after the last step
+
+
 class GradientNorms(pl.Callback):
     """The gradients' total norm as the optimizer used them: read before the next step zeroes them."""
 

@@ -315,6 +315,8 @@ class VAE(pl.LightningModule):
         logged = {f"{stage}/{name}": value for name, value in totals.items()}
         if stage == "train" and (self.objective.kl_warmup_epochs or self.objective.kl_cycles):
             logged["train/beta"] = self.kl_weight(self.global_step - 1)  # the epoch's last step
+        if stage == "train" and self.optim.schedule != "constant":
+            logged["train/lr"] = self.trainer.optimizers[0].param_groups[0]["lr"]  # the next epoch's first
         self.log_dict(logged, on_epoch=True, sync_dist=True)
 
     def on_train_epoch_start(self) -> None:
@@ -353,11 +355,18 @@ class VAE(pl.LightningModule):
                 torch.cuda.set_rng_state_all(states["cuda"])
             self._resumed_rng_states = None
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self) -> torch.optim.Optimizer | dict:
         # fused: one kernel for all parameters, faster on CPU and GPU. It unscales fp16
         # gradients inside its own step, so Lightning cannot clip them before it; with
         # gradient clipping the optimizer is the plain (foreach) Adam.
         clipping = bool(self.trainer.gradient_clip_val)
-        return torch.optim.Adam(
+        optimizer = torch.optim.Adam(
             self.parameters(), lr=self.optim.lr, eps=self.optim.adam_eps, fused=not clipping
         )
+        if self.optim.schedule == "constant":
+            return optimizer
+        # Stepped per batch over the whole run (SGDR without restarts, Loshchilov & Hutter
+        # 2017), so any number of epochs ends at 0; its state resumes with the checkpoint.
+        steps = self.trainer.estimated_stepping_batches
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

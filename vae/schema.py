@@ -19,6 +19,7 @@ from vae.projections import PROJECTIONS
 BINARIZATIONS = ("none", "dynamic", "static")
 SAMPLER_STDS = ("exp_half_logvar", "exp_logvar")
 PRIORS = ("normal", "vamp")
+SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")  # "-true" half precisions: fp16 weights
 ACTIVATIONS = tuple(nets.ACTIVATIONS)
 
@@ -93,10 +94,15 @@ class Objective:
 
 @dataclass
 class Optim:
-    """Adam's settings."""
+    """Adam's settings and the learning rate's schedule."""
 
     lr: float = setting(1e-3, "Adam's learning rate", above=0)
     adam_eps: float = setting(1e-8, "Adam's epsilon (PyTorch's default; Keras' is 1e-7)", above=0)
+    schedule: str = setting(
+        "constant",
+        "constant: lr throughout | cosine: lr falls along a half cosine to 0 at the last step",
+        SCHEDULES,
+    )
 
 
 @dataclass
