@@ -20,7 +20,8 @@ from torchvision.datasets import VisionDataset
 from vae.config import register_schema, validate
 from vae.data import build_datamodule
 from vae.data.memory import InMemoryImages, batch_loader
-from vae.data.mnist import SOURCES
+from vae.data.mnist import SOURCES, load_split
+from vae.errors import UserError
 from vae.module import VAE
 from vae.train import build_model
 
@@ -142,13 +143,19 @@ def per_sample_transform(dataset: dict) -> transforms.Compose:
 
 
 def torchvision_train_split(dataset: dict) -> VisionDataset | None:
-    """torchvision's training split with the per-sample transform; None when its files are not on disk."""
+    """torchvision's training split with the per-sample transform; None when its files cannot be had.
+
+    Goes through the datamodule's loader, which extracts the ``.gz`` files that are all a fresh
+    data folder holds (torchvision's ``download=False`` path wants them extracted already).
+    """
     if dataset["name"] not in SOURCES:
         return None
     try:
-        return SOURCES[dataset["name"]](dataset["root"], train=True, transform=per_sample_transform(dataset))
-    except RuntimeError:  # torchvision's "Dataset not found": the bench never downloads
+        split = load_split(dataset["name"], dataset["root"], train=True)
+    except UserError:
         return None
+    split.transform = per_sample_transform(dataset)
+    return split
 
 
 def random_images(image_shape: tuple[int, int, int]) -> Tensor:
