@@ -146,7 +146,8 @@ def torchvision_train_split(dataset: dict) -> VisionDataset | None:
     """torchvision's training split with the per-sample transform; None when its files cannot be had.
 
     Goes through the datamodule's loader, which extracts the ``.gz`` files that are all a fresh
-    data folder holds (torchvision's ``download=False`` path wants them extracted already).
+    data folder holds (torchvision's ``download=False`` path wants them extracted already) and,
+    as ``vae.train`` would, downloads missing files where a network allows.
     """
     if dataset["name"] not in SOURCES:
         return None
@@ -180,5 +181,7 @@ def load_workload(preset: Preset) -> Workload:
         images = random_images(image_shape)
         fast_set, val_set = InMemoryImages(images, torch.zeros(len(images), dtype=torch.long)), None
         baseline_set = PerSampleImages(images, per_sample_transform(dataset))
-        source = "random uint8" + (" (MNIST files not found)" if dataset["name"] in SOURCES else "")
+        source = "random uint8" + (
+            " (MNIST files neither on disk nor downloadable)" if dataset["name"] in SOURCES else ""
+        )
     return Workload(preset, config, image_shape, fast_set, baseline_set, epoch_size(dataset), source, val_set)
