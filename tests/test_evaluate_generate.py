@@ -108,6 +108,7 @@ def test_missing_and_non_checkpoint_files_are_refused(tmp_path: Path):
         ("vae.generate", None, "error: ckpt= is required"),
         ("vae.evaluate", "k=0", "error: k must be a positive integer"),
         ("vae.evaluate", "limit=0", "error: limit must be a positive integer"),
+        ("vae.evaluate", "precision=16-mixed", "error: precision must be one of 32-true, bf16-mixed"),
         ("vae.evaluate", "anomaly=cartoon", "error: anomaly must be one of ('mnist', 'fashion_mnist')"),
         ("vae.generate", "rows=0", "error: rows must be a positive integer"),
         ("vae.generate", "encode_limit=1", "error: encode_limit must be an integer of at least 2"),

@@ -29,6 +29,17 @@ def test_every_bound_is_exact_when_the_posterior_is_the_prior(make_vae):
     torch.testing.assert_close(result["kl"], torch.zeros(1))
 
 
+def test_bounds_of_a_network_run_in_bf16_are_float32_and_exact_where_it_is(make_vae):
+    """`vae.evaluate precision=bf16-mixed`: the network under autocast, every term of the bound in float32."""
+    model = prior_model(make_vae, pixel_logit=0.0)  # logits of 0 and N(0, I) heads are exact in bf16
+    x = torch.tensor([[[[1.0, 0.0], [1.0, 1.0]]]])
+    with torch.autocast("cpu", torch.bfloat16):
+        result = bounds(model, x, k=50, chunk=7, generator=torch.Generator().manual_seed(0))
+    for name in ("recon", "kl", "negative_elbo", "iwae_nll", "means"):
+        assert result[name].dtype == torch.float32, name
+    torch.testing.assert_close(result["iwae_nll"], torch.tensor([4 * math.log(2)]))
+
+
 def test_importance_weighting_tightens_the_bound(make_vae):
     torch.manual_seed(0)
     model = make_vae((1, 4, 4), 2).eval()
@@ -76,6 +87,7 @@ def test_the_kl_is_that_of_the_posterior_the_sampler_draws_from(make_vae, sample
 
 
 def test_a_conditional_models_bounds_are_of_x_given_its_label(make_vae):
+    torch.manual_seed(0)  # the weights: the test's outcome must not depend on the tests run before it
     model = make_vae(
         (1, 4, 4),
         latent_dim=2,
@@ -87,9 +99,10 @@ def test_a_conditional_models_bounds_are_of_x_given_its_label(make_vae):
         0, 256, (6, 1, 4, 4), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
     )
     labels = torch.tensor([0, 1, 2, 0, 1, 2])
-    given = per_image_measures(model, images, k=20, batch_size=4, seed=0, labels=labels)
-    other = per_image_measures(model, images, k=20, batch_size=4, seed=0, labels=(labels + 1) % 3)
-    assert (given["iwae_nll"] <= given["negative_elbo"] + 1e-4).all()
+    given = per_image_measures(model, images, k=500, batch_size=4, seed=0, labels=labels)
+    other = per_image_measures(model, images, k=500, batch_size=4, seed=0, labels=(labels + 1) % 3)
+    # -ELBO's KL is in closed form, its recon a k-draw mean: the two bounds meet within its noise
+    assert (given["iwae_nll"] <= given["negative_elbo"] + 0.05).all()
     assert not torch.allclose(given["negative_elbo"], other["negative_elbo"])  # the label enters the bound
     with torch.no_grad():  # the closed-form KL of q(z|x, y), as the training loss has it
         x = images.float() / 255

@@ -98,6 +98,16 @@ TUTORIAL_SETTINGS = {
         "latent_dim": 32,
         "epochs": 100,
     },
+    # Not a tutorial: that recipe with the VampPrior (Tomczak & Welling 2018), annealed.
+    "fashion_binarized_vamp": {
+        "dataset.name": "fashion_mnist",
+        "objective.binarize": "dynamic",
+        "objective.prior": "vamp",
+        "objective.prior_components": 500,
+        "optim.schedule": "cosine",
+        "latent_dim": 32,
+        "epochs": 70,
+    },
     # Not a tutorial: the same protocol on a residual network, with free bits.
     "mnist_binarized_resnet": {
         "dataset.name": "mnist",

@@ -20,6 +20,7 @@ from vae.objectives import bits_per_dim
 
 ANOMALY_SETS = ("mnist", "fashion_mnist")  # the same 28 x 28 grey images, preprocessed alike
 SUBSETS = ("first", "random")
+PRECISIONS = ("32-true", "bf16-mixed")  # of the network's passes; the bound's terms are float32
 
 
 def evaluation_subset(
@@ -134,34 +135,16 @@ def denoising_scores(cfg: DictConfig, model: VAE, images: torch.Tensor, folder: 
     }
 
 
-@hydra.main(version_base="1.3", config_path="pkg://vae.conf", config_name="evaluate")
-@exits_on_user_error
-def main(cfg: DictConfig) -> None:
-    require_checkpoint(cfg)
-    for key in ("k", "batch_size", "anomaly_k", "probe_train_images"):
-        positive_int(cfg, key)
-    if cfg.limit is not None:
-        positive_int(cfg, "limit")
-    if cfg.subset not in SUBSETS:
-        raise UserError(f"subset must be one of {', '.join(SUBSETS)}, got {cfg.subset!r}")
-    if cfg.anomaly not in (None, *ANOMALY_SETS):
-        raise UserError(
-            f"anomaly must be one of {ANOMALY_SETS} (another MNIST-family test set), got {cfg.anomaly!r}"
-        )
-    if cfg.keep_freed_memory:
-        keep_freed_memory()
-    model, datamodule, file = load_run(
-        cfg.ckpt, cfg.batch_size, cfg.dataset_root, device_for(cfg.accelerator)
-    )
-    out = Path(cfg.out) if cfg.out else file.parent.parent / "evaluation.json"
-    out.parent.mkdir(parents=True, exist_ok=True)  # before the evaluation, which can take minutes
-    datamodule.prepare_data()
-    datamodule.setup("test")
-    images, labels = evaluation_subset(datamodule.test_set, cfg.limit, cfg.subset, cfg.seed)
-    if model.classes and (cfg.anomaly or cfg.denoise):
-        raise UserError(
-            "anomaly= and denoise= score -log p(x); this model is conditional (p(x|y)): leave them out"
-        )
+def network_precision(model: VAE, precision: str) -> torch.autocast:
+    """The network's passes under bf16 autocast for ``bf16-mixed`` (as a model trained so was
+    validated: a batch-norm net trained in bf16 can differ in fp32); the bound's terms stay float32."""
+    return torch.autocast(model.device.type, torch.bfloat16, enabled=precision == "bf16-mixed")
+
+
+def measured(
+    cfg: DictConfig, model: VAE, datamodule, file: Path, images: torch.Tensor, labels, folder: Path
+) -> dict:
+    """The evaluation's report of ``images`` (and ``labels``) of the test set."""
     measures = per_image_measures(model, images, cfg.k, cfg.batch_size, cfg.seed, labels)
     report = {
         "checkpoint": str(file),
@@ -175,6 +158,7 @@ def main(cfg: DictConfig) -> None:
         "units": "nats per image; recon summed over pixels, KL summed over latent dims",
         "k": cfg.k if model.objective.variational else None,
         "seed": cfg.seed,
+        "precision": cfg.precision,
         **summary(measures),
     }
     if labels is not None:
@@ -190,7 +174,42 @@ def main(cfg: DictConfig) -> None:
     if cfg.anomaly:
         report["anomaly"] = anomaly_scores(cfg, model, datamodule, images)
     if cfg.denoise:
-        report["denoise"] = denoising_scores(cfg, model, images, out.parent)
+        report["denoise"] = denoising_scores(cfg, model, images, folder)
+    return report
+
+
+@hydra.main(version_base="1.3", config_path="pkg://vae.conf", config_name="evaluate")
+@exits_on_user_error
+def main(cfg: DictConfig) -> None:
+    require_checkpoint(cfg)
+    for key in ("k", "batch_size", "anomaly_k", "probe_train_images"):
+        positive_int(cfg, key)
+    if cfg.limit is not None:
+        positive_int(cfg, "limit")
+    if cfg.subset not in SUBSETS:
+        raise UserError(f"subset must be one of {', '.join(SUBSETS)}, got {cfg.subset!r}")
+    if cfg.anomaly not in (None, *ANOMALY_SETS):
+        raise UserError(
+            f"anomaly must be one of {ANOMALY_SETS} (another MNIST-family test set), got {cfg.anomaly!r}"
+        )
+    if cfg.precision not in PRECISIONS:
+        raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {cfg.precision!r}")
+    if cfg.keep_freed_memory:
+        keep_freed_memory()
+    model, datamodule, file = load_run(
+        cfg.ckpt, cfg.batch_size, cfg.dataset_root, device_for(cfg.accelerator)
+    )
+    out = Path(cfg.out) if cfg.out else file.parent.parent / "evaluation.json"
+    out.parent.mkdir(parents=True, exist_ok=True)  # before the evaluation, which can take minutes
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    images, labels = evaluation_subset(datamodule.test_set, cfg.limit, cfg.subset, cfg.seed)
+    if model.classes and (cfg.anomaly or cfg.denoise):
+        raise UserError(
+            "anomaly= and denoise= score -log p(x); this model is conditional (p(x|y)): leave them out"
+        )
+    with network_precision(model, cfg.precision):
+        report = measured(cfg, model, datamodule, file, images, labels, out.parent)
     out.write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
 

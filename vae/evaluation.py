@@ -10,6 +10,7 @@ from torch import Tensor
 
 from vae.module import VAE, to_unit_interval
 from vae.objectives import (
+    at_least_float32,
     dequantize,
     gaussian_kl_per_dim,
     iwae_nll,
@@ -40,10 +41,11 @@ def posterior(model: VAE, images: Tensor, labels: Tensor | None = None) -> tuple
         )
         for start in range(0, len(images), chunk)
     ]
-    means = torch.cat([mu for mu, _ in heads])
+    means = at_least_float32(torch.cat([mu for mu, _ in heads]))  # bf16 under autocast
     if model.sampler is None:
         return means, None
-    return means, model.sampler.posterior_logvar(torch.cat([logvar for _, logvar in heads]))
+    logvar = at_least_float32(torch.cat([logvar for _, logvar in heads]))
+    return means, model.sampler.posterior_logvar(logvar)
 
 
 def posterior_means(model: VAE, images: Tensor, labels: Tensor | None = None) -> Tensor:
@@ -71,7 +73,7 @@ def bounds(
     With a conditional model's ``labels`` every term is conditioned on y: a bound of -log p(x|y).
     """
     hp = model.objective
-    mu, logvar = model.encode(x, labels)
+    mu, logvar = (at_least_float32(head) for head in model.encode(x, labels))  # bf16 under autocast
     logvar = model.sampler.posterior_logvar(logvar)
     components = model.prior_components() if model.pseudo_inputs is not None else None
     log_weights, recon = [], torch.zeros(len(x), device=x.device)
@@ -81,7 +83,9 @@ def bounds(
         draws = min(chunk, k - start)
         eps = torch.randn((draws, *mu.shape), generator=generator, device=mu.device)
         z = reparameterize(mu, logvar, eps)  # [draws, images, D]
-        logits = model.decoder_logits(z.flatten(0, 1), None if labels is None else labels.repeat(draws))
+        logits = at_least_float32(
+            model.decoder_logits(z.flatten(0, 1), None if labels is None else labels.repeat(draws))
+        )
         targets = x.expand(draws, *x.shape).flatten(0, 1)
         log_px = log_likelihood(hp.recon, logits, targets, hp.mse_scale, model.log_variance).view(
             draws, len(x)
