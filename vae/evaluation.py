@@ -83,9 +83,7 @@ def bounds(
         draws = min(chunk, k - start)
         eps = torch.randn((draws, *mu.shape), generator=generator, device=mu.device)
         z = reparameterize(mu, logvar, eps)  # [draws, images, D]
-        logits = at_least_float32(
-            model.decoder_logits(z.flatten(0, 1), None if labels is None else labels.repeat(draws))
-        )
+        logits = model.decoder_logits(z.flatten(0, 1), None if labels is None else labels.repeat(draws))
         targets = x.expand(draws, *x.shape).flatten(0, 1)
         log_px = log_likelihood(hp.recon, logits, targets, hp.mse_scale, model.log_variance).view(
             draws, len(x)
