@@ -32,6 +32,10 @@ def test_evaluate_reports_bounds_latent_usage_anomaly_and_denoising(finished_run
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((finished_run / "evaluation.json").read_text())
     assert report["images"] == 64 and report["k"] == 50 and report["dataset"] == "fashion_mnist"
+    trained = json.loads((finished_run / "metrics.json").read_text())["settings"]["precision"]
+    assert report["precision"] == trained  # precision=auto: as trained, on the machine it trained on
+    assert report["precision_reason"].startswith(f"it trained in {trained}")
+    assert f"precision={trained}: it trained in" in result.stdout
     assert "not binarized" in report["likelihood"]
     assert report["iwae_nll"] <= report["negative_elbo"]
     assert report["negative_elbo"] == pytest.approx(report["recon"] + report["kl"], abs=0.01)
@@ -108,7 +112,7 @@ def test_missing_and_non_checkpoint_files_are_refused(tmp_path: Path):
         ("vae.generate", None, "error: ckpt= is required"),
         ("vae.evaluate", "k=0", "error: k must be a positive integer"),
         ("vae.evaluate", "limit=0", "error: limit must be a positive integer"),
-        ("vae.evaluate", "precision=16-mixed", "error: precision must be one of 32-true, bf16-mixed"),
+        ("vae.evaluate", "precision=16-mixed", "error: precision must be one of auto, 32-true, bf16-mixed"),
         ("vae.evaluate", "anomaly=cartoon", "error: anomaly must be one of ('mnist', 'fashion_mnist')"),
         ("vae.generate", "rows=0", "error: rows must be a positive integer"),
         ("vae.generate", "encode_limit=1", "error: encode_limit must be an integer of at least 2"),

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from vae import precision
-from vae.precision import choose_precision, cpu_flags
+from vae.precision import choose_precision, cpu_flags, evaluation_precision
 
 AVX512_BF16_FLAGS = "fpu vme sse2 avx2 avx512f avx512bw avx512_bf16"
 
@@ -63,3 +63,23 @@ def test_cpu_flags_are_read_from_the_flags_line(tmp_path: Path):
     cpuinfo.write_text("processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu avx2 avx512_bf16\n\n")
     assert cpu_flags(cpuinfo) == {"fpu", "avx2", "avx512_bf16"}
     assert cpu_flags(tmp_path / "missing") == set()
+
+
+@pytest.mark.parametrize(
+    ("capability", "flags", "expected"),
+    [("AVX512", AVX512_BF16_FLAGS, "bf16-mixed"), ("AVX2", "avx2 fma", "32-true")],
+)
+def test_a_bf16_trained_checkpoint_is_evaluated_in_bf16_only_where_it_runs_natively(
+    cpu, capability: str, flags: str, expected: str
+):
+    cpu(capability, flags)
+    chosen, reason = evaluation_precision("auto", "bf16-mixed", "cpu")
+    assert chosen == expected and capability in reason
+    assert evaluation_precision("auto", "32-true", "cpu") == ("32-true", "it trained in 32-true")
+    assert evaluation_precision("bf16-mixed", "32-true", "cpu") == ("bf16-mixed", "as configured")
+
+
+def test_a_checkpoint_without_its_precision_is_evaluated_in_fp32_and_says_why(cpu):
+    cpu("AVX512", AVX512_BF16_FLAGS)
+    chosen, reason = evaluation_precision("auto", None, "cpu")
+    assert chosen == "32-true" and "does not record" in reason

@@ -60,7 +60,8 @@ def test_run_folder_has_metrics_pictures_and_a_final_checkpoint(finished_run: Pa
     for picture in RUN_PICTURES:
         assert (finished_run / f"{picture}.png").stat().st_size > 1000
     assert (finished_run / ".hydra" / "config.yaml").exists()
-    assert torch.load(finished_run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1
+    checkpoint = torch.load(finished_run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["epoch"] == 1 and checkpoint["precision"] == settings["precision"]
 
 
 def test_checkpoint_reloads_and_samples(finished_run: Path):

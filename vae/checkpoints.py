@@ -163,6 +163,7 @@ def load_run(
     try:
         model = VAE(**hyperparameters_of(checkpoint))
         model.load_state_dict(checkpoint["state_dict"])
+        model.on_load_checkpoint(checkpoint)
     except Exception as error:  # a dict of the wrong shape: not written by vae.train
         raise UserError(f"{file} is not a loadable vae checkpoint ({first_line(error)})") from error
     dataset = dict(checkpoint.get("datamodule_hyper_parameters", {}))

@@ -17,10 +17,11 @@ from vae.evaluation import denoise, per_image_measures, posterior_means, test_im
 from vae.metrics import active_units, auroc, linear_probe_accuracy, psnr
 from vae.module import VAE
 from vae.objectives import bits_per_dim
+from vae.precision import evaluation_precision
 
 ANOMALY_SETS = ("mnist", "fashion_mnist")  # the same 28 x 28 grey images, preprocessed alike
 SUBSETS = ("first", "random")
-PRECISIONS = ("32-true", "bf16-mixed")  # of the network's passes; the bound's terms are float32
+PRECISIONS = ("auto", "32-true", "bf16-mixed")  # of the network's passes; the bound's terms are float32
 
 
 def evaluation_subset(
@@ -158,7 +159,6 @@ def measured(
         "units": "nats per image; recon summed over pixels, KL summed over latent dims",
         "k": cfg.k if model.objective.variational else None,
         "seed": cfg.seed,
-        "precision": cfg.precision,
         **summary(measures),
     }
     if labels is not None:
@@ -208,8 +208,11 @@ def main(cfg: DictConfig) -> None:
         raise UserError(
             "anomaly= and denoise= score -log p(x); this model is conditional (p(x|y)): leave them out"
         )
-    with network_precision(model, cfg.precision):
+    precision, reason = evaluation_precision(cfg.precision, model.trained_precision, cfg.accelerator)
+    print(f"precision={precision}: {reason}")
+    with network_precision(model, precision):
         report = measured(cfg, model, datamodule, file, images, labels, out.parent)
+    report.update(precision=precision, precision_reason=reason)
     out.write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
 

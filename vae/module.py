@@ -153,6 +153,7 @@ class VAE(pl.LightningModule):
             self.pseudo_inputs = nn.Parameter(0.01 * torch.randn(shape))
         self.memory_format = torch.contiguous_format
         self._resumed_rng_states: dict | None = None  # set by on_load_checkpoint, used once
+        self.trained_precision: str | None = None  # a loaded checkpoint's, for vae.evaluate
         self._epoch_sums = {stage: EpochSums() for stage in ("train", "val", "test")}
 
     def _check_vamp(self, model: dict) -> None:
@@ -342,9 +343,11 @@ class VAE(pl.LightningModule):
         checkpoint["rng_states"] = {"cpu": torch.get_rng_state()}
         if torch.cuda.is_available():
             checkpoint["rng_states"]["cuda"] = torch.cuda.get_rng_state_all()
+        checkpoint["precision"] = str(self.trainer.precision)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self._resumed_rng_states = checkpoint.get("rng_states")
+        self.trained_precision = checkpoint.get("precision")  # None before 2026-12-03
 
     def on_train_start(self) -> None:
         # Restored here, after the sanity check's draws, where the interrupted run stood.

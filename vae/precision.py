@@ -34,15 +34,37 @@ def choose_precision(requested: str, accelerator: str) -> tuple[str, str]:
     """The Lightning precision to train with, and why, for ``requested`` (``auto`` or a precision)."""
     if requested != "auto":
         return requested, "as configured"
+    native, reason = runs_bf16_natively(accelerator)
+    return ("bf16-mixed" if native else "32-true"), reason
+
+
+def evaluation_precision(requested: str, trained: str | None, accelerator: str) -> tuple[str, str]:
+    """The precision to evaluate a checkpoint in, and why: for ``auto``, the one it was
+    ``trained`` in where the hardware runs it natively (a batch-norm net trained in bf16 can be
+    another function in fp32), fp32 otherwise."""
+    if requested != "auto":
+        return requested, "as configured"
+    if trained is None:
+        return "32-true", "the checkpoint does not record its training precision (older than 2026-12-03)"
+    if trained != "bf16-mixed":
+        return "32-true", f"it trained in {trained}"
+    native, reason = runs_bf16_natively(accelerator)
+    if native:
+        return "bf16-mixed", f"it trained in bf16-mixed and {reason}"
+    return "32-true", f"it trained in bf16-mixed, but {reason} (precision=bf16-mixed: as trained, slowly)"
+
+
+def runs_bf16_natively(accelerator: str) -> tuple[bool, str]:
+    """Whether the device an ``accelerator`` setting picks runs bf16 natively, and why."""
     if uses_gpu(accelerator):
         if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-            return "bf16-mixed", f"the GPU ({torch.cuda.get_device_name()}) supports bf16"
-        return "32-true", "the GPU has no bf16 support"
+            return True, f"the GPU ({torch.cuda.get_device_name()}) supports bf16"
+        return False, "the GPU has no bf16 support"
     capability = torch.backends.cpu.get_cpu_capability()
     native = sorted(set(NATIVE_BF16_FLAGS) & cpu_flags())
     if capability.startswith("AVX512") and native:
-        return "bf16-mixed", f"the CPU runs bf16 natively ({', '.join(native)}; torch uses {capability})"
-    return "32-true", f"the CPU has no native bf16 (torch uses {capability}), so bf16 would be emulated"
+        return True, f"the CPU runs bf16 natively ({', '.join(native)}; torch uses {capability})"
+    return False, f"the CPU has no native bf16 (torch uses {capability}), so bf16 would be emulated"
 
 
 def machine() -> dict[str, str]:
