@@ -1,5 +1,6 @@
 """Shared fixtures: where the real data lives for the end-to-end tests."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -87,11 +88,25 @@ QUICK = [
 ]
 
 
+# Fashion-MNIST through the MLP for 3 epochs of 8 batches: seconds per run.
+SHORT = [*QUICK, "model=mlp", "trainer.limit_train_batches=8", "epochs=3"]
+
+
+def run_python(*arguments: str, data_dir: Path) -> subprocess.CompletedProcess:
+    """``python <arguments>`` in a process of its own, with ``VAE_DATA_DIR`` set."""
+    env = {**os.environ, "VAE_DATA_DIR": str(data_dir)}
+    command = [sys.executable, *arguments]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+
 def run_module(module: str, *overrides: str, data_dir: Path) -> subprocess.CompletedProcess:
     """``python -m <module> <overrides>`` as a user runs it, with ``VAE_DATA_DIR`` set."""
-    env = {**os.environ, "VAE_DATA_DIR": str(data_dir)}
-    command = [sys.executable, "-m", module, *overrides]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    return run_python("-m", module, *overrides, data_dir=data_dir)
+
+
+def final_val_loss(run_dir: Path) -> float:
+    """The last validation loss a finished run wrote to its metrics.json."""
+    return json.loads((run_dir / "metrics.json").read_text())["metrics"]["val/loss"]
 
 
 def quick_run(run_dir: Path, *overrides: str, data_dir: Path) -> Path:

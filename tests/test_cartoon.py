@@ -1,7 +1,5 @@
 """The Cartoon Set loader on a small folder in the real distribution format, then end to end."""
 
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -12,11 +10,11 @@ from omegaconf import OmegaConf
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from tests.conftest import run_module
 from vae.data import build_datamodule, cartoon
 from vae.data.cartoon import CartoonSet, decode_image, read_attributes
 from vae.errors import UserError
 
-REPO = Path(__file__).resolve().parents[1]
 HIDDEN = (10, 200, 30)  # the colour under the transparent half: it must never show through
 FACE_COLOURS = [(200, 40, 40), (40, 40, 200), (240, 200, 0), (90, 60, 30), (0, 150, 150), (120, 0, 120)]
 HAIR_COLOURS = [3, 0, 9, 3, 5, 1]
@@ -172,13 +170,13 @@ def test_the_datamodule_splits_by_seed_and_batches_uint8_images(avatars, tmp_pat
 
 @pytest.mark.slow
 def test_training_on_the_shared_cartoons_logs_losses_and_pictures(shared_cartoons, tmp_path):
-    command = [
-        sys.executable, "-m", "vae.train", "dataset=cartoon",
+    result = run_module(
+        "vae.train", "dataset=cartoon",
         f"dataset.root={shared_cartoons}", f"dataset.cache_dir={tmp_path / 'cache'}",
         "dataset.limit=64", "dataset.image_size=64", "epochs=1", "accelerator=cpu",
         "trainer.limit_val_batches=1", "plots.grid_size=2", f"hydra.run.dir={tmp_path / 'run'}",
-    ]  # fmt: skip
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+        data_dir=tmp_path,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
 
     events = EventAccumulator(str(tmp_path / "run"), size_guidance={"scalars": 0, "images": 0})

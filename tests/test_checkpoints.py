@@ -1,16 +1,14 @@
 """Checkpoints survive kills, resume where they stopped, and refuse what does not fit."""
 
-import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.conftest import QUICK, run_module
+from tests.conftest import QUICK, SHORT, final_val_loss, run_module, run_python
 from vae.checkpoints import AtomicCheckpointIO, hyperparameters_of, resume_file
 from vae.errors import UserError
 from vae.module import VAE
@@ -49,18 +47,9 @@ sys.argv = ["vae.train", *sys.argv[3:]]
 runpy.run_module("vae.train", run_name="__main__", alter_sys=True)
 """
 
-# Fashion-MNIST through the MLP for 3 epochs of 8 batches: seconds per run.
-SHORT = [*QUICK, "model=mlp", "trainer.limit_train_batches=8", "epochs=3"]
-
 
 def killed_training(mode: str, kill_at: int, *overrides: str, data_dir: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "VAE_DATA_DIR": str(data_dir)}
-    command = [sys.executable, "-c", KILLED_TRAINING, mode, str(kill_at), *overrides]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-
-
-def final_val_loss(run_dir: Path) -> float:
-    return json.loads((run_dir / "metrics.json").read_text())["metrics"]["val/loss"]
+    return run_python("-c", KILLED_TRAINING, mode, str(kill_at), *overrides, data_dir=data_dir)
 
 
 @pytest.mark.slow

@@ -10,18 +10,13 @@ import pytorch_lightning as pl
 import torch
 from torchvision import datasets
 
+from tests.conftest import MNIST_FILES, quiet_trainer
 from vae.data import build_datamodule, memory
 from vae.data.memory import IndexBatches, InMemoryImages, batch_loader
 from vae.data.mnist import MNISTDataModule
 from vae.errors import UserError
 
 NOWHERE = ["http://127.0.0.1:9/"]  # a closed local port: a download attempt fails at once
-FILES = (
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-)
 
 
 def idx_bytes(array: torch.Tensor) -> bytes:
@@ -59,10 +54,16 @@ def datamodule(root: Path, **changes) -> MNISTDataModule:
     return build_datamodule({**options, **changes}, batch_size=4)
 
 
-def test_verified_gz_files_are_extracted_parsed_and_split(tmp_path, tiny_fashion):
-    module = datamodule(tmp_path)
+def prepared(root: Path, **changes) -> MNISTDataModule:
+    """``datamodule`` with its files read and split for fitting."""
+    module = datamodule(root, **changes)
     module.prepare_data()
     module.setup("fit")
+    return module
+
+
+def test_verified_gz_files_are_extracted_parsed_and_split(tmp_path, tiny_fashion):
+    module = prepared(tmp_path)
     assert module.image_shape == (1, 28, 28)
     assert module.class_names[0] == "T-shirt/top"
     assert (len(module.train_set), len(module.val_set)) == (9, 3)
@@ -132,8 +133,8 @@ def test_missing_files_name_the_folder_the_files_and_the_ways_out(tmp_path, monk
     message = str(raised.value)
     assert "\n" not in message
     assert str(tmp_path / folder / "MNIST" / "raw") in message
-    for file in FILES:
-        assert f"{file}.gz" in message
+    for file in MNIST_FILES:
+        assert file in message
     assert "internet" in message and "VAE_DATA_DIR" in message
 
 
@@ -158,9 +159,7 @@ def test_unknown_dataset_and_bad_padding_are_rejected(tmp_path):
 
 
 def test_val_size_zero_trains_on_every_image_and_validates_on_the_test_set(tmp_path, tiny_fashion):
-    module = datamodule(tmp_path, val_size=0)
-    module.prepare_data()
-    module.setup("fit")
+    module = prepared(tmp_path, val_size=0)
     assert len(module.train_set) == len(tiny_fashion["train-images-idx3-ubyte"])
     assert module.val_set is module.test_set
 
@@ -168,17 +167,12 @@ def test_val_size_zero_trains_on_every_image_and_validates_on_the_test_set(tmp_p
 @pytest.mark.parametrize("val_size", [-1, 12])
 def test_a_val_size_that_leaves_no_training_images_is_one_clear_error(tmp_path, tiny_fashion, val_size):
     with pytest.raises(UserError, match="val_size"):
-        module = datamodule(tmp_path, val_size=val_size)
-        module.prepare_data()
-        module.setup("fit")
+        prepared(tmp_path, val_size=val_size)
 
 
 def test_static_binarization_is_one_fixed_bernoulli_draw_of_each_image(tmp_path, tiny_fashion):
     def loaded(**changes) -> MNISTDataModule:
-        module = datamodule(tmp_path, val_size=0, **changes)
-        module.prepare_data()
-        module.setup("fit")
-        return module
+        return prepared(tmp_path, val_size=0, **changes)
 
     binary, again, grey = loaded(binarize="static"), loaded(binarize="static"), loaded()
     pixels = binary.train_set.head()[0]
@@ -248,15 +242,7 @@ def test_each_epoch_of_a_fit_sees_the_images_in_a_new_order():
     """Lightning tells the epoch to ``batch_sampler.sampler``; a sampler it misses shuffles once."""
     images = InMemoryImages(torch.zeros(40, 1, 2, 2, dtype=torch.uint8), torch.arange(40))
     model = RecordsLabels()
-    trainer = pl.Trainer(
-        max_epochs=3,
-        accelerator="cpu",
-        use_distributed_sampler=False,  # as vae.train builds it
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = quiet_trainer(max_epochs=3, enable_checkpointing=False, use_distributed_sampler=False)
     trainer.fit(model, train_dataloaders=batch_loader(images, 8, shuffle=True, seed=0))
     assert len(model.epochs) == 3
     assert all(sorted(order) == list(range(40)) for order in model.epochs)

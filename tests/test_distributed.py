@@ -1,15 +1,12 @@
 """`strategy=ddp` on this CPU: two processes (gloo), sharded batches, reduced metrics, one writer."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.conftest import run_module
+from tests.conftest import run_module, run_python
 from vae.data import build_datamodule
 from vae.data.memory import IndexBatches
 from vae.module import VAE, to_unit_interval
@@ -88,8 +85,7 @@ def test_a_nan_loss_on_one_process_stops_both_with_one_line_and_keeps_the_last_g
     script = tmp_path / "nan_on_rank_1.py"
     script.write_text(NAN_ON_RANK_1)
     run_dir = tmp_path / "run"
-    command = [
-        sys.executable,
+    result = run_python(
         str(script),
         "accelerator=cpu",
         "trainer.devices=2",
@@ -102,9 +98,8 @@ def test_a_nan_loss_on_one_process_stops_both_with_one_line_and_keeps_the_last_g
         f"trainer.limit_val_batches={BATCHES}",
         "plots.scatter_points=100",
         f"hydra.run.dir={run_dir}",
-    ]
-    env = {**os.environ, "VAE_DATA_DIR": str(data_dir)}
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        data_dir=data_dir,
+    )
 
     assert result.returncode != 0
     assert "the training loss became nan at epoch 1, batch 1 (global step 5)" in result.stderr

@@ -1,17 +1,14 @@
 """A run stopped by SIGTERM or Ctrl-C saves its state, says how to resume, and exits non-zero."""
 
-import json
-import os
 import shlex
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.conftest import QUICK, run_module
+from tests.conftest import SHORT, final_val_loss, run_module, run_python
 from vae.interrupts import BATCHES_DONE, resume_command
 
 pytestmark = pytest.mark.slow
@@ -35,16 +32,11 @@ sys.argv = ["vae.train", *sys.argv[3:]]
 runpy.run_module("vae.train", run_name="__main__", alter_sys=True)
 """
 
-# Fashion-MNIST through the MLP for 3 epochs of 8 batches.
-SHORT = [*QUICK, "model=mlp", "trainer.limit_train_batches=8", "epochs=3"]
-
 
 def signalled_training(
     name: str, at_step: int, *overrides: str, data_dir: Path
 ) -> subprocess.CompletedProcess:
-    env = {**os.environ, "VAE_DATA_DIR": str(data_dir)}
-    command = [sys.executable, "-c", SIGNALLED_TRAINING, name, str(at_step), *overrides]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    return run_python("-c", SIGNALLED_TRAINING, name, str(at_step), *overrides, data_dir=data_dir)
 
 
 def test_sigterm_inside_an_epoch_saves_that_batch_and_the_resumed_run_ends_as_if_never_stopped(
@@ -75,10 +67,8 @@ def test_sigterm_inside_an_epoch_saves_that_batch_and_the_resumed_run_ends_as_if
     assert f"resuming from {checkpoint} (epoch 1, global step 12, batch 4 of it)" in result.stdout
     final = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True)
     assert (final["epoch"], final["global_step"]) == (2, 24)  # the 4 remaining batches, then epoch 3
-    val_loss = {
-        run: json.loads((run / "metrics.json").read_text())["metrics"]["val/loss"] for run in (whole, resumed)
-    }
-    assert val_loss[resumed] == pytest.approx(val_loss[whole], rel=1e-5)  # the same batches, the same draws
+    # The same batches, the same draws.
+    assert final_val_loss(resumed) == pytest.approx(final_val_loss(whole), rel=1e-5)
 
 
 def test_ctrl_c_in_an_epochs_last_batch_stops_after_that_epoch_is_saved(data_dir: Path, tmp_path: Path):
