@@ -157,7 +157,8 @@ class LatentPictures(pl.Callback):
         if stage != "fit":
             return
         datamodule = trainer.datamodule
-        self.images, self.labels = self._scatter_set(datamodule.val_set)
+        # labels are None for unlabelled data: one colour
+        self.images, self.labels = datamodule.val_set.head(self.scatter_points)
         self.class_names = getattr(datamodule, "class_names", None)
         latent_dim = pl_module.hparams.latent_dim
         self.scatter = plots.LatentScatter(self.labels, self.class_names, latent_dim)
@@ -170,9 +171,6 @@ class LatentPictures(pl.Callback):
         rows = torch.arange(self.grid_size**2) // self.grid_size
         self.sample_labels = rows % pl_module.classes if pl_module.classes else None
         self.latest: tuple[int, dict[str, np.ndarray]] | None = None  # (global step, pixels by tag)
-
-    def _scatter_set(self, dataset) -> tuple[Tensor, Tensor | None]:
-        return dataset.head(self.scatter_points)  # labels None for unlabelled data: one colour
 
     @torch.no_grad()
     def render(self, module: VAE, epochs_done: int) -> dict[str, Tensor | Figure]:
@@ -219,7 +217,7 @@ class LatentPictures(pl.Callback):
     @torch.no_grad()
     def test_means(self, module: VAE, test_set) -> tuple[Tensor, Tensor, Tensor | None]:
         """The first ``scatter_points`` test images, their labels and their posterior means."""
-        images, labels = self._scatter_set(test_set)
+        images, labels = test_set.head(self.scatter_points)
         was_training = module.training
         means = posterior_means(module.eval(), images, labels).float().cpu()
         module.train(was_training)

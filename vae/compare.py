@@ -20,7 +20,7 @@ from vae import latents, plots
 from vae.checkpoints import device_for, load_run
 from vae.config import check_arguments, register_schema
 from vae.errors import UserError, exits_on_user_error
-from vae.evaluation import posterior_means
+from vae.evaluation import loaded_test_set, posterior_means
 from vae.module import VAE, to_unit_interval
 from vae.train import train
 
@@ -121,9 +121,7 @@ def compare_runs(
     check_comparable(loaded[0][:2], loaded[1][:2])
     models = [model for model, _, _ in loaded]
     datamodule = loaded[0][1]
-    datamodule.prepare_data()
-    datamodule.setup("test")
-    images, labels = datamodule.test_set.head(points)
+    images, labels = loaded_test_set(datamodule).head(points)
     class_names = getattr(datamodule, "class_names", None)
     pictures = comparison_pictures(models, images, labels, class_names, grid_size, seed, projection)
     out.mkdir(parents=True, exist_ok=True)

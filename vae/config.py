@@ -43,15 +43,7 @@ def config_folders(arguments: list[str]) -> list[Path] | None:
 
 def group_choices(folders: list[Path], group: str) -> list[str]:
     """The config names of ``group`` across ``folders``."""
-    names = set()
-    for folder in folders:
-        if (folder / group).is_dir():
-            names |= {
-                entry.name[: -len(".yaml")]
-                for entry in (folder / group).iterdir()
-                if entry.name.endswith(".yaml")
-            }
-    return sorted(names)
+    return sorted({entry.stem for folder in folders for entry in (folder / group).glob("*.yaml")})
 
 
 def check_arguments(arguments: list[str]) -> None:

@@ -13,7 +13,7 @@ from vae.checkpoints import device_for, load_run
 from vae.config import positive_int, require_checkpoint
 from vae.data import build_datamodule
 from vae.errors import UserError, exits_on_user_error
-from vae.evaluation import denoise, per_image_measures, posterior_means, test_images
+from vae.evaluation import denoise, loaded_test_set, per_image_measures, posterior_means
 from vae.metrics import active_units, auroc, linear_probe_accuracy, psnr
 from vae.module import VAE
 from vae.objectives import bits_per_dim
@@ -38,9 +38,7 @@ def evaluation_subset(
 def likelihood_name(model: VAE) -> str:
     name = _decoder_likelihood(model)
     if model.pseudo_inputs is not None:
-        name = (
-            f"{name}; VampPrior with {len(model.pseudo_inputs)} pseudo-inputs (KL estimated from the k draws)"
-        )
+        name += f"; VampPrior with {len(model.pseudo_inputs)} pseudo-inputs (KL estimated from the k draws)"
     return f"{name}; conditional on the label: bounds of -log p(x|y)" if model.classes else name
 
 
@@ -85,7 +83,7 @@ def anomaly_scores(cfg: DictConfig, model: VAE, datamodule, inliers: torch.Tenso
         )
     other = {**datamodule.hparams, "name": cfg.anomaly}
     other.pop("batch_size", None)
-    outliers = test_images(build_datamodule(other, cfg.batch_size), cfg.limit)
+    outliers = loaded_test_set(build_datamodule(other, cfg.batch_size)).head(cfg.limit)[0]
     if outliers.shape[1:] != inliers.shape[1:]:
         raise UserError(
             f"anomaly={cfg.anomaly} images are {tuple(outliers.shape[1:])}, the model's are {tuple(inliers.shape[1:])}"
@@ -201,9 +199,7 @@ def main(cfg: DictConfig) -> None:
     )
     out = Path(cfg.out) if cfg.out else file.parent.parent / "evaluation.json"
     out.parent.mkdir(parents=True, exist_ok=True)  # before the evaluation, which can take minutes
-    datamodule.prepare_data()
-    datamodule.setup("test")
-    images, labels = evaluation_subset(datamodule.test_set, cfg.limit, cfg.subset, cfg.seed)
+    images, labels = evaluation_subset(loaded_test_set(datamodule), cfg.limit, cfg.subset, cfg.seed)
     if model.classes and (cfg.anomaly or cfg.denoise):
         raise UserError(
             "anomaly= and denoise= score -log p(x); this model is conditional (p(x|y)): leave them out"

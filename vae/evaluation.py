@@ -8,6 +8,7 @@ latent dimensions, both in nats per image.
 import torch
 from torch import Tensor
 
+from vae.data.memory import InMemoryDataModule, InMemoryImages
 from vae.module import VAE, to_unit_interval
 from vae.objectives import (
     at_least_float32,
@@ -20,11 +21,11 @@ from vae.objectives import (
 )
 
 
-def test_images(datamodule, limit: int | None) -> Tensor:
-    """The first ``limit`` test images (uint8) of a run's datamodule, files fetched if needed."""
+def loaded_test_set(datamodule: InMemoryDataModule) -> InMemoryImages:
+    """A run's datamodule's test split (uint8 images, labels), its files fetched if needed."""
     datamodule.prepare_data()
     datamodule.setup("test")
-    return datamodule.test_set.head(limit)[0]
+    return datamodule.test_set
 
 
 @torch.no_grad()

@@ -10,7 +10,7 @@ from vae import latents, plots
 from vae.checkpoints import device_for, load_run
 from vae.config import positive_int, require_checkpoint
 from vae.errors import UserError, exits_on_user_error
-from vae.evaluation import posterior_means, test_images
+from vae.evaluation import loaded_test_set, posterior_means
 from vae.module import VAE
 
 MODES = ("prior", "uniform", "interpolate", "traverse", "manifold", "classes")
@@ -26,7 +26,7 @@ def latent_grid(cfg: DictConfig, model: VAE, datamodule) -> tuple[torch.Tensor, 
             return model.to_prior(eps, torch.rand(cfg.rows**2, generator=generator)).cpu(), cfg.rows
     if cfg.mode == "manifold" and latent_dim == 2:
         return latents.manifold_grid(cfg.steps, cfg.extent), cfg.steps
-    means = posterior_means(model, test_images(datamodule, cfg.encode_limit)).cpu()
+    means = posterior_means(model, loaded_test_set(datamodule).head(cfg.encode_limit)[0]).cpu()
     if cfg.mode == "uniform":
         lower, upper = means.min(0).values, means.max(0).values
         return latents.uniform_within(lower, upper, cfg.rows**2, generator), cfg.rows
@@ -53,8 +53,7 @@ def class_rows(cfg: DictConfig, model: VAE, datamodule) -> plots.Figure:
         )
     z = torch.randn(cfg.steps, model.hparams.latent_dim, generator=torch.Generator().manual_seed(cfg.seed))
     labels = torch.arange(model.classes).repeat_interleave(cfg.steps)
-    with torch.no_grad():
-        images = model.decode(z.repeat(model.classes, 1).to(model.device), labels.to(model.device))
+    images = model.decode(z.repeat(model.classes, 1).to(model.device), labels.to(model.device))
     datamodule.setup("test")  # the Cartoon Set's class names come from its CSVs
     names = datamodule.class_names or [str(label) for label in range(model.classes)]
     grid = plots.pixels(plots.image_grid(images, cfg.steps))
@@ -78,13 +77,11 @@ def main(cfg: DictConfig) -> None:
     out = Path(cfg.out) if cfg.out else file.parent.parent / "generated" / f"{cfg.mode}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     if cfg.mode == "classes":
-        plots.save_png(class_rows(cfg, model, datamodule), out)
-        print(out)
-        return
-    z, per_row = latent_grid(cfg, model, datamodule)
-    with torch.no_grad():
-        images = model.decode(z.to(model.device))
-    plots.save_png(plots.image_grid(images, per_row), out)
+        picture = class_rows(cfg, model, datamodule)
+    else:
+        z, per_row = latent_grid(cfg, model, datamodule)
+        picture = plots.image_grid(model.decode(z.to(model.device)), per_row)
+    plots.save_png(picture, out)
     print(out)
 
 

@@ -89,16 +89,11 @@ class EpochSums:
         self.names = tuple(terms)
         self.sums = batch if self.sums is None else self.sums + batch
 
-    def means(self) -> dict[str, Tensor]:
-        return self._means(self.sums)
-
-    def reduced(self, reduce: Callable[..., Tensor]) -> dict[str, Tensor]:
-        """The means over every process's images: ``reduce`` is the strategy's all-reduce."""
-        return self._means(None if self.sums is None else reduce(self.sums, reduce_op="sum"))
-
-    def _means(self, sums: Tensor | None) -> dict[str, Tensor]:
-        if sums is None:
+    def means(self, reduce: Callable[..., Tensor] | None = None) -> dict[str, Tensor]:
+        """This process's means; with ``reduce`` (the strategy's all-reduce), every process's."""
+        if self.sums is None:
             return {}
+        sums = self.sums if reduce is None else reduce(self.sums, reduce_op="sum")
         return dict(zip(self.names, sums[:-1] / sums[-1], strict=True))
 
 
@@ -310,7 +305,7 @@ class VAE(pl.LightningModule):
 
     def _log_epoch(self, stage: str) -> None:
         # Once per epoch: the only host sync (and, under ddp, the only all-reduce) of the losses.
-        totals = self._epoch_sums[stage].reduced(self.trainer.strategy.reduce)
+        totals = self._epoch_sums[stage].means(self.trainer.strategy.reduce)
         # sync_dist: the values are already reduced, so the mean over processes changes nothing;
         # it is what tells Lightning so (it warns about unsynced epoch values otherwise).
         logged = {f"{stage}/{name}": value for name, value in totals.items()}

@@ -175,7 +175,7 @@ def build_conv(
     for out, stride in zip(encoder_channels, encoder_strides, strict=True):
         conv = nn.Conv2d(channels, out, kernel_size, stride, padding)
         encoder_layers += _block(conv, out, batch_norm, activation)
-        encoder_layers += _residuals(residual_blocks, out, kernel_size, batch_norm, activation)
+        encoder_layers += [Residual(out, kernel_size, batch_norm, activation) for _ in range(residual_blocks)]
         channels = out
         height, width = (height - 1) // stride + 1, (width - 1) // stride + 1
     encoder_layers.append(nn.Flatten())
@@ -200,7 +200,7 @@ def build_conv(
     for out, stride in zip(decoder_channels, decoder_strides, strict=True):
         deconv = _transposed(channels, out, kernel_size, stride)
         decoder_layers += _block(deconv, out, batch_norm, activation)
-        decoder_layers += _residuals(residual_blocks, out, kernel_size, batch_norm, activation)
+        decoder_layers += [Residual(out, kernel_size, batch_norm, activation) for _ in range(residual_blocks)]
         channels = out
     decoder_layers.append(_transposed(channels, in_channels, kernel_size, output_stride))
     return encoder, nn.Sequential(*decoder_layers)
@@ -218,12 +218,6 @@ class Residual(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return x + self.body(x)
-
-
-def _residuals(
-    count: int, channels: int, kernel_size: int, batch_norm: bool, activation: str
-) -> list[nn.Module]:
-    return [Residual(channels, kernel_size, batch_norm, activation) for _ in range(count)]
 
 
 def _transposed(in_channels: int, out_channels: int, kernel_size: int, stride: int) -> nn.Module:

@@ -36,9 +36,8 @@ def pixels(picture: Tensor | Figure) -> np.ndarray:
         canvas = FigureCanvasAgg(picture)
         canvas.draw()
         return np.asarray(canvas.buffer_rgba())[..., :3]  # opaque: the alpha channel only costs encoding
-    values = (
-        picture.detach().cpu().mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8)
-    )  # rounded, as save_image
+    # rounded, as save_image
+    values = picture.detach().cpu().mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8)
     return (values[0] if len(values) == 1 else values.permute(1, 2, 0)).numpy()
 
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import torch
 
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo's names for the instructions
-PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")
 
 
 def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:

@@ -247,14 +247,10 @@ class Config:
 
 def known_keys() -> set[str]:
     """Every dotted key a command line may set: the top level, its groups, the datasets' and networks'."""
-    keys = set(_dotted(Config))
+    keys = {key for key, _ in _documented(Config)}
     for prefix, schemas in (("dataset.", DATASETS.values()), ("model.", NETWORKS.values())):
-        keys |= {f"{prefix}{key}" for one in schemas for key in _dotted(one)}
+        keys |= {key for one in schemas for key, _ in _documented(one, prefix)}
     return keys
-
-
-def _dotted(schema: type) -> list[str]:
-    return [key for key, _ in _documented(schema)]
 
 
 def nearest_key(key: str, known: set[str]) -> str | None:

@@ -302,12 +302,8 @@ class CartoonDataModule(InMemoryDataModule):
             raise UserError(
                 "dataset.val_fraction and dataset.test_fraction must be positive and sum to less than 1"
             )
-        self.root, self.cache_dir, self.image_size, self.limit = (
-            Path(root),
-            Path(cache_dir),
-            image_size,
-            limit,
-        )
+        self.root, self.cache_dir = Path(root), Path(cache_dir)
+        self.image_size, self.limit = image_size, limit
         self.fractions, self.split_seed, self.color_by = (val_fraction, test_fraction), split_seed, color_by
         self.batch_size = batch_size
         self.class_names: list[str] | None = None
