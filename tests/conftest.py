@@ -10,9 +10,23 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
 from torch.utils.data import DataLoader, TensorDataset
 
 REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
+
+
+def compose_config(*overrides: str, return_hydra_config: bool = False) -> DictConfig:
+    """``conf/config.yaml`` with ``overrides``, composed as ``python -m vae.train`` composes it."""
+    from vae.config import register_schema
+
+    register_schema()
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        return compose("config", overrides=list(overrides), return_hydra_config=return_hydra_config)
+
+
 SHARED_DATA = Path(os.environ.get("VAE_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
@@ -152,9 +166,11 @@ def quiet_trainer(**options) -> pl.Trainer:
     return pl.Trainer(**{**defaults, **options})
 
 
-def random_images(count: int) -> torch.Tensor:
-    """``count`` random 1x4x4 uint8 images, the size ``make_vae`` builds for."""
-    return torch.randint(0, 256, (count, 1, 4, 4), dtype=torch.uint8)
+def random_images(count: int, shape: tuple[int, ...] = (1, 4, 4), seed: int | None = None) -> torch.Tensor:
+    """``count`` random uint8 images, by default 1x4x4 (the size ``make_vae`` builds for);
+    with ``seed``, the same ones every time."""
+    generator = None if seed is None else torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (count, *shape), dtype=torch.uint8, generator=generator)
 
 
 def uint8_loader(images: torch.Tensor, batch_size: int) -> DataLoader:

@@ -53,7 +53,7 @@ def test_last_checkpoint_holds_the_final_epoch_even_without_improvement(tmp_path
 
 def pictures_for(make_vae, latent_dim: int) -> tuple[VAE, dict]:
     model = make_vae((1, 28, 28), latent_dim)
-    images = torch.randint(0, 256, (40, 1, 28, 28), dtype=torch.uint8)
+    images = random_images(40, (1, 28, 28))
     val_set = InMemoryImages(images, torch.arange(40) % 3)
     trainer = SimpleNamespace(datamodule=SimpleNamespace(val_set=val_set, class_names=["a", "b", "c"]))
     callback = LatentPictures(scatter_points=30, grid_size=4, manifold_size=5, seed=0)
@@ -89,9 +89,7 @@ def test_the_kl_bars_show_each_dimensions_mean_kl_and_count_the_active_ones(make
     with torch.no_grad():  # dim 0's mean varies widely across images, dim 1's not at all
         model.encoder.mean.weight[0].mul_(100)
         model.encoder.mean.weight[1].zero_()
-    images = torch.randint(
-        0, 256, (30, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
-    )
+    images = random_images(30, (1, 28, 28), seed=0)
     trainer = SimpleNamespace(datamodule=SimpleNamespace(val_set=InMemoryImages(images, None)))
     callback = LatentPictures(scatter_points=30, grid_size=4, manifold_size=5, seed=0)
     callback.setup(trainer, model, "fit")
@@ -120,7 +118,7 @@ def test_pictures_saved_at_the_end_are_drawn_again_only_after_more_training(
     make_vae, tmp_path: Path, steps_since_validation: int
 ):
     model = make_vae((1, 28, 28), latent_dim=2)
-    images = InMemoryImages(torch.randint(0, 256, (40, 1, 28, 28), dtype=torch.uint8), torch.arange(40) % 3)
+    images = InMemoryImages(random_images(40, (1, 28, 28)), torch.arange(40) % 3)
     datamodule = SimpleNamespace(val_set=images, test_set=images, class_names=["a", "b", "c"])
     trainer = SimpleNamespace(
         datamodule=datamodule, sanity_checking=False, is_global_zero=True, loggers=[], current_epoch=0,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import QUICK, run_module
+from tests.conftest import QUICK, random_images, run_module
 from vae import plots
 from vae.compare import check_comparable, comparison_pictures, label
 from vae.errors import UserError
@@ -33,9 +33,7 @@ def test_runs_of_another_dataset_image_size_or_latent_size_are_refused(make_vae)
 def test_the_figures_show_both_models_from_the_same_draws(make_vae):
     models = [make_vae((1, 28, 28), 2, variational=False).eval(), make_vae((1, 28, 28), 2, beta=4.0).eval()]
     assert [label(model) for model in models] == ["AE", "VAE (beta=4)"]
-    images = torch.randint(
-        0, 256, (50, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
-    )
+    images = random_images(50, (1, 28, 28), seed=0)
     labels = torch.arange(50) % 2
     first = comparison_pictures(models, images, labels, ["a", "b"], grid_size=3, seed=0, projection="pca")
     assert set(first) == {
@@ -66,7 +64,7 @@ def test_a_vampprior_models_samples_come_from_its_own_prior_and_say_so(make_vae)
     vamp = make_vae((1, 28, 28), 2, prior="vamp", prior_components=3).eval()
     with torch.no_grad():
         vamp.encoder.mean.bias.fill_(40.0)  # every component far from N(0, I): its draws must show it
-    images = torch.randint(0, 256, (20, 1, 28, 28), dtype=torch.uint8)
+    images = random_images(20, (1, 28, 28))
     pictures = comparison_pictures([vamp], images, None, None, grid_size=3, seed=0, projection="pca")
     panel = pictures["compare/samples"].axes[0]
     assert panel.get_title() == "VAE (beta=1): z ~ the VampPrior"

@@ -5,16 +5,13 @@ import math
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from tests.conftest import SHARED_DATA
-from vae.config import register_schema
+from tests.conftest import CONF, SHARED_DATA, compose_config
 from vae.errors import UserError
 from vae.train import train
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 EXPERIMENTS = sorted(path.stem for path in (CONF / "experiment").glob("*.yaml"))
 
 # What each tutorial states (../shared/SEEDS.md), as (config key, value) pairs.
@@ -148,9 +145,7 @@ TUTORIAL_SETTINGS = {
 
 
 def composed(*overrides: str, run_dir: Path | None = None) -> DictConfig:
-    register_schema()
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
+    cfg = compose_config(*overrides, return_hydra_config=True)
     with open_dict(cfg):
         cfg.hydra.runtime.output_dir = str(run_dir)
     HydraConfig.instance().set_config(cfg)

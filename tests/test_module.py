@@ -143,11 +143,22 @@ def test_logged_epoch_losses_are_means_over_images_not_over_batches(make_vae):
     torch.testing.assert_close(trainer.callback_metrics["test/loss"], per_image.mean())
 
 
-# Accumulating 2 batches a step halves the steps, not the warm-up's epochs.
-@pytest.mark.parametrize("accumulate", [1, 2])
-def test_the_logged_kl_weight_is_that_of_each_epochs_last_step(make_vae, accumulate: int):
-    """Warm-up over 2 epochs of 4 batches: step s weighs the KL by (s + 1) / 8 ((s + 1) / 4 with
-    2 batches a step), so epoch 0 ends at 1/2 and epoch 1 at 1."""
+# Warm-up over 2 epochs of 4 batches: step s weighs the KL by (s + 1) / 8, or (s + 1) / 4 with 2
+# batches a step (accumulating halves the steps, not the warm-up's epochs), so epoch 0 ends at 1/2
+# and epoch 1 at 1. Cyclical, 4 epochs of 4 steps in 2 cycles of 8: each epoch's last step (3, 7,
+# 11, 15) sits at 3/8 and 7/8 of its cycle, a rise over the first half: 0.75, 1, 0.75, 1 of beta.
+@pytest.mark.parametrize(
+    ("changes", "epochs", "accumulate", "expected"),
+    [
+        ({"kl_warmup_epochs": 2}, 2, 1, [0.5, 1.0]),
+        ({"kl_warmup_epochs": 2}, 2, 2, [0.5, 1.0]),
+        ({"kl_cycles": 2, "beta": 2.0}, 4, 1, [1.5, 2.0, 1.5, 2.0]),
+    ],
+    ids=["warm-up", "warm-up, 2 batches a step", "2 cycles, beta 2"],
+)
+def test_the_logged_kl_weight_is_that_of_each_epochs_last_step(
+    make_vae, changes, epochs, accumulate, expected
+):
     logged = []
 
     class ReadEpochLogs(pl.Callback):
@@ -156,30 +167,14 @@ def test_the_logged_kl_weight_is_that_of_each_epochs_last_step(make_vae, accumul
                 logged.append(float(trainer.callback_metrics["train/beta"]))
 
     trainer = quiet_trainer(
-        max_epochs=2,
+        max_epochs=epochs,
         enable_checkpointing=False,
         callbacks=[ReadEpochLogs()],
         accumulate_grad_batches=accumulate,
     )
-    trainer.fit(make_vae(kl_warmup_epochs=2), uint8_loader(random_images(8), batch_size=2))
+    trainer.fit(make_vae(**changes), uint8_loader(random_images(8), batch_size=2))
     logged.append(float(trainer.callback_metrics["train/beta"]))
-    assert logged == [0.5, 1.0]
-
-
-def test_cyclical_annealing_logs_beta_restarting_each_cycle(make_vae):
-    """4 epochs of 4 steps in 2 cycles of 8: each epoch's last step (3, 7, 11, 15) sits at
-    3/8 and 7/8 of its cycle, a rise over the first half: weights 0.75, 1, 0.75, 1."""
-    logged = []
-
-    class ReadEpochLogs(pl.Callback):
-        def on_train_epoch_start(self, trainer, pl_module):
-            if "train/beta" in trainer.callback_metrics:
-                logged.append(float(trainer.callback_metrics["train/beta"]))
-
-    trainer = quiet_trainer(max_epochs=4, enable_checkpointing=False, callbacks=[ReadEpochLogs()])
-    trainer.fit(make_vae(kl_cycles=2, beta=2.0), uint8_loader(random_images(8), batch_size=2))
-    logged.append(float(trainer.callback_metrics["train/beta"]))
-    assert logged == [1.5, 2.0, 1.5, 2.0]
+    assert logged == expected
 
 
 def test_free_bits_changes_the_training_loss_only_and_reports_the_true_kl(make_vae):

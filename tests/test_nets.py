@@ -2,17 +2,14 @@
 
 import functools
 import math
-from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from vae.config import register_schema
+from tests.conftest import CONF, compose_config
 from vae.nets import Residual, build_networks
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 PRESETS = sorted(path.stem for path in CONF.glob("model/*.yaml"))
 # The image each preset is made for; a new preset must be added here to be tested.
 IMAGE_SHAPES = {
@@ -37,9 +34,7 @@ def count(module: torch.nn.Module) -> int:
 @functools.cache
 def preset(name: str) -> dict:
     """The network ``model=<name>`` composes to (its file over its family's schema defaults)."""
-    register_schema()
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        return OmegaConf.to_container(compose("config", overrides=[f"model={name}"]).model)
+    return OmegaConf.to_container(compose_config(f"model={name}").model)
 
 
 def test_every_preset_has_a_test_image_shape():
@@ -63,9 +58,11 @@ def test_the_keras_notebooks_net_has_its_parameter_counts():
     assert (count(encoder), count(decoder)) == (100_868, 246_273)
 
 
-def test_the_slides_net_has_a_dense_20_layer_before_the_heads():
-    encoder, _ = build_networks((1, 28, 28), 2, True, **preset("slides_conv"))
-    assert encoder.mean.in_features == 20
+# The slides' net has a Dense(20) before the heads; LearnOpenCV's flattens to 7x7x64.
+@pytest.mark.parametrize(("name", "in_features"), [("slides_conv", 20), ("conv", 3136)])
+def test_the_heads_take_the_width_the_tutorial_gives_them(name: str, in_features: int):
+    encoder, _ = build_networks((1, 28, 28), 2, True, **preset(name))
+    assert encoder.mean.in_features == in_features
 
 
 def test_an_autoencoder_encoder_has_no_logvar_head():
@@ -77,11 +74,6 @@ def test_an_autoencoder_encoder_has_no_logvar_head():
 def test_the_lab_exercises_mlp_has_its_parameter_counts():
     encoder, decoder = build_networks((1, 28, 28), 2, True, family="mlp", hidden=[512], activation="relu")
     assert (count(encoder), count(decoder)) == (403_972, 403_728)
-
-
-def test_the_learnopencv_fashion_net_flattens_to_7x7x64():
-    encoder, _ = build_networks((1, 28, 28), 2, True, **preset("conv"))
-    assert encoder.mean.in_features == 3136
 
 
 def test_residual_blocks_add_two_convolutions_and_their_norms_per_hidden_layer():

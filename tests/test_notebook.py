@@ -10,7 +10,7 @@ pytestmark = pytest.mark.slow  # trains for three epochs and starts TensorBoard
 NOTEBOOK = Path(__file__).parents[1] / "notebooks" / "tour.ipynb"
 
 
-def test_the_tour_notebook_runs_and_shows_its_pictures(data_dir: Path, tmp_path: Path, monkeypatch):
+def test_the_tour_notebook_runs_and_shows_its_pictures(data_dir: Path, tmp_path: Path):
     nbformat = pytest.importorskip("nbformat", reason="pip install -e '.[dev]' installs nbclient")
     nbclient = pytest.importorskip("nbclient", reason="pip install -e '.[dev]' installs nbclient")
     notebook = nbformat.read(NOTEBOOK, as_version=4)
@@ -19,7 +19,6 @@ def test_the_tour_notebook_runs_and_shows_its_pictures(data_dir: Path, tmp_path:
     )  # committed clean
     folder = tmp_path / "notebooks"
     folder.mkdir()  # the notebook writes ../outputs/tour, here inside tmp_path
-    monkeypatch.setenv("VAE_DATA_DIR", str(data_dir))
     client = nbclient.NotebookClient(
         notebook, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(folder)}}
     )

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from tests.conftest import random_images
 from vae.evaluation import per_image_measures
 from vae.objectives import log_normal, mixture_log_density
 
@@ -49,9 +50,7 @@ def test_the_training_kl_estimates_the_closed_form_kl_to_a_one_component_prior(m
 
 def test_the_vamp_bounds_order_and_prior_samples(make_vae):
     model = vamp(make_vae, components=5).eval()
-    images = torch.randint(
-        0, 256, (6, 1, 4, 4), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
-    )
+    images = random_images(6, seed=0)
     measures = per_image_measures(model, images, k=50, batch_size=3, seed=0)
     assert (measures["iwae_nll"] <= measures["negative_elbo"] + 1e-4).all()
     assert "kl_per_dim" not in measures  # no closed form for a mixture prior
