@@ -242,6 +242,7 @@ def test_each_epoch_of_a_fit_sees_the_images_in_a_new_order():
     """Lightning tells the epoch to ``batch_sampler.sampler``; a sampler it misses shuffles once."""
     images = InMemoryImages(torch.zeros(40, 1, 2, 2, dtype=torch.uint8), torch.arange(40))
     model = RecordsLabels()
+    # use_distributed_sampler=False: as vae.train builds its Trainer.
     trainer = quiet_trainer(max_epochs=3, enable_checkpointing=False, use_distributed_sampler=False)
     trainer.fit(model, train_dataloaders=batch_loader(images, 8, shuffle=True, seed=0))
     assert len(model.epochs) == 3
