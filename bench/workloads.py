@@ -5,11 +5,9 @@ the bench times the networks users train, not copies of them.
 """
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 from torch import Tensor
@@ -17,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 from torchvision.datasets import VisionDataset
 
-from vae.config import register_schema, validate
+from vae.config import compose_run_config, validate
 from vae.data import build_datamodule
 from vae.data.memory import InMemoryImages, batch_loader
 from vae.data.mnist import SOURCES, load_split
@@ -25,7 +23,6 @@ from vae.errors import UserError
 from vae.module import VAE
 from vae.train import build_model
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 BATCH_SIZE = 128  # the baseline's batch for every preset, whatever a tutorial trains with
 MNIST_TRAIN_SIZE = 60_000
 CARTOON_SET_SIZE = 100_000  # cartoonset100k, the set LearnOpenCV trains on
@@ -84,9 +81,7 @@ PRESETS = {
 
 def compose_config(overrides: tuple[str, ...]) -> DictConfig:
     """The run config ``python -m vae.train <overrides> batch_size=128`` would use."""
-    register_schema()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=[*overrides, f"batch_size={BATCH_SIZE}"])
+    return compose_run_config(*overrides, f"batch_size={BATCH_SIZE}")
 
 
 class PerSampleImages(VisionDataset):

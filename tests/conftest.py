@@ -10,21 +10,10 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
 from torch.utils.data import DataLoader, TensorDataset
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
-
-
-def compose_config(*overrides: str, return_hydra_config: bool = False) -> DictConfig:
-    """``conf/config.yaml`` with ``overrides``, composed as ``python -m vae.train`` composes it."""
-    from vae.config import register_schema
-
-    register_schema()
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        return compose("config", overrides=list(overrides), return_hydra_config=return_hydra_config)
 
 
 SHARED_DATA = Path(os.environ.get("VAE_SHARED_DATA", REPO.parent / "shared" / "data"))

@@ -2,9 +2,9 @@
 
 import pytest
 
-from tests.conftest import CONF, compose_config
+from tests.conftest import CONF
 from vae import config, schema
-from vae.config import check_arguments, validate
+from vae.config import check_arguments, compose_run_config, validate
 from vae.errors import UserError
 from vae.nets import FAMILIES
 
@@ -16,7 +16,7 @@ def choices(group: str) -> list[str]:
 @pytest.mark.parametrize("dataset", choices("dataset"))
 @pytest.mark.parametrize("model", choices("model"))
 def test_every_dataset_and_model_choice_composes_and_validates(dataset: str, model: str):
-    cfg = compose_config(f"dataset={dataset}", f"model={model}", "data_dir=/somewhere")
+    cfg = compose_run_config(f"dataset={dataset}", f"model={model}", "data_dir=/somewhere")
     assert cfg.model.family in FAMILIES
     assert cfg.dataset.name
     assert str(cfg.dataset.root).startswith("/somewhere")
@@ -24,26 +24,26 @@ def test_every_dataset_and_model_choice_composes_and_validates(dataset: str, mod
 
 
 def test_defaults_are_the_fashion_mnist_conv_vae_with_a_2d_latent():
-    cfg = compose_config()
+    cfg = compose_run_config()
     assert (cfg.dataset.name, cfg.model.family, cfg.latent_dim) == ("fashion_mnist", "conv", 2)
     assert (cfg.objective.recon, cfg.objective.beta, cfg.trainer.precision) == ("bce", 1.0, "auto")
     assert list(cfg.model.encoder_channels) == [32, 64, 64, 64]  # LearnOpenCV's Fashion-MNIST net
 
 
 def test_choosing_the_cartoon_set_chooses_its_network_loss_and_latent_size_unless_told_otherwise():
-    cfg = compose_config("dataset=cartoon")
+    cfg = compose_run_config("dataset=cartoon")
     assert (cfg.latent_dim, cfg.objective.recon, cfg.batch_size) == (200, "mse", 32)
     assert list(cfg.model.encoder_strides) == [2, 2, 2, 2, 2]  # the cartoon net
-    told = compose_config("dataset=cartoon", "model=mlp", "latent_dim=16", "objective.recon=bce")
+    told = compose_run_config("dataset=cartoon", "model=mlp", "latent_dim=16", "objective.recon=bce")
     assert (told.model.family, told.latent_dim, told.objective.recon) == ("mlp", 16, "bce")
-    assert compose_config("dataset=mnist").latent_dim == 2  # the MNIST family chooses nothing more
+    assert compose_run_config("dataset=mnist").latent_dim == 2  # the MNIST family chooses nothing more
 
 
 def test_data_dir_defaults_to_the_environment_variable(monkeypatch):
     monkeypatch.setenv("VAE_DATA_DIR", "/from/env")
-    assert compose_config().dataset.root == "/from/env"
+    assert compose_run_config().dataset.root == "/from/env"
     monkeypatch.delenv("VAE_DATA_DIR")
-    assert compose_config().dataset.root == "data"
+    assert compose_run_config().dataset.root == "data"
 
 
 @pytest.mark.parametrize(
@@ -70,14 +70,14 @@ def test_data_dir_defaults_to_the_environment_variable(monkeypatch):
 )
 def test_bad_values_are_refused_naming_the_key_and_what_it_allows(override: str, message: str):
     with pytest.raises(UserError) as refused:
-        validate(compose_config(override))
+        validate(compose_run_config(override))
     assert str(refused.value).startswith(message)
 
 
 def test_binarizing_is_refused_for_data_that_are_not_mnist_like():
-    validate(compose_config("objective.binarize=static", "dataset=mnist"))
+    validate(compose_run_config("objective.binarize=static", "dataset=mnist"))
     with pytest.raises(UserError, match="objective.binarize=static is for MNIST-family data"):
-        validate(compose_config("objective.binarize=static", "dataset=cartoon"))
+        validate(compose_run_config("objective.binarize=static", "dataset=cartoon"))
 
 
 @pytest.mark.parametrize(

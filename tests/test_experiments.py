@@ -8,7 +8,8 @@ import pytest
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from tests.conftest import CONF, SHARED_DATA, compose_config
+from tests.conftest import CONF, SHARED_DATA
+from vae.config import compose_run_config
 from vae.errors import UserError
 from vae.train import train
 
@@ -145,7 +146,7 @@ TUTORIAL_SETTINGS = {
 
 
 def composed(*overrides: str, run_dir: Path | None = None) -> DictConfig:
-    cfg = compose_config(*overrides, return_hydra_config=True)
+    cfg = compose_run_config(*overrides, return_hydra_config=True)
     with open_dict(cfg):
         cfg.hydra.runtime.output_dir = str(run_dir)
     HydraConfig.instance().set_config(cfg)

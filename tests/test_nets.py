@@ -7,7 +7,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from tests.conftest import CONF, compose_config
+from tests.conftest import CONF
+from vae.config import compose_run_config
 from vae.nets import Residual, build_networks
 
 PRESETS = sorted(path.stem for path in CONF.glob("model/*.yaml"))
@@ -34,7 +35,7 @@ def count(module: torch.nn.Module) -> int:
 @functools.cache
 def preset(name: str) -> dict:
     """The network ``model=<name>`` composes to (its file over its family's schema defaults)."""
-    return OmegaConf.to_container(compose_config(f"model={name}").model)
+    return OmegaConf.to_container(compose_run_config(f"model={name}").model)
 
 
 def test_every_preset_has_a_test_image_shape():

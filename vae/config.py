@@ -3,6 +3,7 @@
 from importlib.util import find_spec
 from pathlib import Path
 
+from hydra import compose, initialize_config_module
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
@@ -119,6 +120,13 @@ def register_schema() -> None:
     store.store(group="dataset", name="cartoon_schema", node=schema.defaults(schema.CartoonData))
     store.store(group="model", name="conv_schema", node=schema.defaults(schema.ConvNet))
     store.store(group="model", name="mlp_schema", node=schema.defaults(schema.MlpNet))
+
+
+def compose_run_config(*overrides: str, return_hydra_config: bool = False) -> DictConfig:
+    """The config ``python -m vae.train <overrides>`` composes, from the package's configs."""
+    register_schema()
+    with initialize_config_module("vae.conf", version_base="1.3"):
+        return compose("config", overrides=list(overrides), return_hydra_config=return_hydra_config)
 
 
 def validate(cfg: DictConfig) -> dict:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
-from hydra import compose, initialize_config_module
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 from pytorch_lightning.loggers import TensorBoardLogger
@@ -23,7 +22,7 @@ from vae.callbacks import (
     checkpoint_callbacks,
 )
 from vae.checkpoints import AtomicCheckpointIO, check_resumable, read_checkpoint, resume_file
-from vae.config import check_arguments, register_schema, validate
+from vae.config import check_arguments, compose_run_config, register_schema, validate
 from vae.data import build_datamodule
 from vae.errors import UserError, exits_on_user_error
 from vae.interrupts import BATCHES_DONE, StopOnSignal, resume_command
@@ -152,10 +151,8 @@ def run(cfg: DictConfig) -> float:
 def fit_and_test(overrides: Sequence[str], run_dir: str | Path) -> Path:
     """What ``python -m vae.train <overrides>`` does, from Python (a notebook, a script):
     the run's files go to ``run_dir``, which it returns."""
-    register_schema()
     check_arguments(list(overrides))
-    with initialize_config_module("vae.conf", version_base="1.3"):
-        cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
+    cfg = compose_run_config(*overrides, return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)  # the choices and overrides a run records
     with open_dict(cfg):
         del cfg["hydra"]
