@@ -51,6 +51,29 @@ def test_an_autoencoder_is_measured_by_its_reconstruction_only(make_vae):
     assert set(measures) == {"recon"} and measures["recon"].shape == (10,)
 
 
+def test_bounds_at_different_k_see_the_same_binarized_images(make_vae, monkeypatch):
+    """k changes how many posterior draws each batch takes, not which binarization the next batch gets."""
+    from vae import evaluation
+
+    model = make_vae(binarize="dynamic").eval()
+    images = random_images(10)
+    seen: list[torch.Tensor] = []
+
+    def recorded(*args):
+        seen.append(original(*args))
+        return seen[-1]
+
+    original = evaluation.evaluation_inputs
+    monkeypatch.setattr(evaluation, "evaluation_inputs", recorded)
+    per_image_measures(model, images, k=2, batch_size=4, seed=0)
+    at_k2, seen[:] = list(seen), []
+    per_image_measures(model, images, k=7, batch_size=4, seed=0)
+    assert len(at_k2) == len(seen) == 3
+    for first, second in zip(at_k2, seen, strict=True):
+        torch.testing.assert_close(first, second)
+    assert set(seen[0].unique().tolist()) == {0.0, 1.0}  # binarized
+
+
 def test_denoising_adds_clipped_noise_of_the_given_size(make_vae):
     model = make_vae().eval()
     images = torch.full((500, 1, 4, 4), 128, dtype=torch.uint8)

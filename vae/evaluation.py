@@ -123,18 +123,23 @@ def per_image_measures(
     model: VAE, images: Tensor, k: int, batch_size: int, seed: int, labels: Tensor | None = None
 ) -> dict[str, Tensor]:
     """``bounds`` (or the autoencoder's error) for all ``images``, ``batch_size`` at a time
-    (given their ``labels``, for a conditional model)."""
-    generator = torch.Generator(device=model.device).manual_seed(seed)
+    (given their ``labels``, for a conditional model).
+
+    The binarization (or dequantization) of the images and the posterior draws come from two
+    streams seeded by ``seed``, so bounds at different ``k`` are of the same binarized images.
+    """
+    pixels = torch.Generator(device=model.device).manual_seed(seed)
+    draws = torch.Generator(device=model.device).manual_seed(seed + 1)
     # About 128 latents per decoder call: calls that stay in the CPU's caches decode faster
     # than large ones, in a fraction of the memory (bench.iwae measures it).
     chunk = max(1, 128 // batch_size)
     parts: dict[str, list[Tensor]] = {}
     labels = labels if model.classes else None
     for start in range(0, len(images), batch_size):
-        x = evaluation_inputs(model, images[start : start + batch_size], generator)
+        x = evaluation_inputs(model, images[start : start + batch_size], pixels)
         given = None if labels is None else labels[start : start + batch_size].to(model.device)
         if model.objective.variational:
-            measures = bounds(model, x, k, chunk, generator, given)
+            measures = bounds(model, x, k, chunk, draws, given)
         else:
             measures = {"recon": reconstruction_error(model, x, given)}
         for name, value in measures.items():
