@@ -106,7 +106,7 @@ TUTORIAL_SETTINGS = {
         "latent_dim": 32,
         "epochs": 70,
     },
-    # Not a tutorial: the MNIST recipe with the VampPrior, annealed over 40 epochs.
+    # Not a tutorial: the MNIST recipe with the VampPrior, annealed over 60 epochs.
     "mnist_binarized_vamp": {
         "dataset.name": "mnist",
         "objective.binarize": "dynamic",
@@ -115,7 +115,7 @@ TUTORIAL_SETTINGS = {
         "objective.kl_warmup_epochs": 5,
         "optim.schedule": "cosine",
         "latent_dim": 32,
-        "epochs": 40,
+        "epochs": 60,
     },
     # Not a tutorial: the same protocol on a residual network, with free bits.
     "mnist_binarized_resnet": {
