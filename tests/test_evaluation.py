@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tests.conftest import random_images
-from vae.evaluation import bounds, denoise, per_image_measures
+from vae.evaluation import bounds, denoise, evaluation_streams, per_image_measures
 from vae.module import Sampler
 
 
@@ -42,6 +42,12 @@ def test_importance_weighting_tightens_the_bound(make_vae):
     result = bounds(model, x, k=2000, chunk=500, generator=torch.Generator().manual_seed(0))
     assert (result["iwae_nll"] <= result["negative_elbo"] + 0.05).all()
     assert result["means"].shape == (6, 2) and result["kl_per_dim"].shape == (6, 2)
+
+
+def test_evaluations_at_neighbouring_seeds_share_no_stream():
+    """The anomaly score evaluates inliers at seed s and outliers at s + 1: neither may reuse the other's noise."""
+    streams = [generator.initial_seed() for seed in range(4) for generator in evaluation_streams(seed, "cpu")]
+    assert len(set(streams)) == len(streams)
 
 
 def test_an_autoencoder_is_measured_by_its_reconstruction_only(make_vae):

@@ -119,6 +119,16 @@ def reconstruction_error(model: VAE, x: Tensor, labels: Tensor | None = None) ->
     )
 
 
+def evaluation_streams(seed: int, device: torch.device) -> tuple[torch.Generator, torch.Generator]:
+    """The pixels' and the posterior draws' generators for ``seed``: seeds 2 seed and 2 seed + 1, so
+    that evaluations at neighbouring seeds (the anomaly score's inliers and outliers) share no stream.
+    """
+    return (
+        torch.Generator(device=device).manual_seed(2 * seed),
+        torch.Generator(device=device).manual_seed(2 * seed + 1),
+    )
+
+
 def per_image_measures(
     model: VAE, images: Tensor, k: int, batch_size: int, seed: int, labels: Tensor | None = None
 ) -> dict[str, Tensor]:
@@ -128,8 +138,7 @@ def per_image_measures(
     The binarization (or dequantization) of the images and the posterior draws come from two
     streams seeded by ``seed``, so bounds at different ``k`` are of the same binarized images.
     """
-    pixels = torch.Generator(device=model.device).manual_seed(seed)
-    draws = torch.Generator(device=model.device).manual_seed(seed + 1)
+    pixels, draws = evaluation_streams(seed, model.device)
     # About 128 latents per decoder call: calls that stay in the CPU's caches decode faster
     # than large ones, in a fraction of the memory (bench.iwae measures it).
     chunk = max(1, 128 // batch_size)
