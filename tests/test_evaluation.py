@@ -156,3 +156,24 @@ def test_a_learned_variance_model_is_evaluated_on_one_seeded_dequantization(make
     model.train()
     model.losses(model.prepare(images))["loss"].mean().backward()
     assert model.log_variance.grad is not None and model.log_variance.grad.abs().sum() > 0
+
+
+def test_the_probe_encodes_its_training_and_test_images_alike(make_vae, monkeypatch):
+    """A dynamically binarized model: the probe sees the same images as the same codes on both sides."""
+    from types import SimpleNamespace
+
+    from vae import evaluate
+    from vae.data.memory import InMemoryImages
+
+    model = make_vae(binarize="dynamic").eval()
+    images, labels = random_images(12), torch.arange(12) % 3
+    datamodule = SimpleNamespace(setup=lambda stage: None, train_set=InMemoryImages(images, labels))
+    seen = {}
+
+    def recorded(train_codes, train_labels, test_codes, test_labels):
+        seen.update(train=train_codes, test=test_codes)
+        return 1.0
+
+    monkeypatch.setattr(evaluate, "linear_probe_accuracy", recorded)
+    evaluate.probe_scores(model, datamodule, images, labels, train_limit=12)
+    torch.testing.assert_close(seen["train"], seen["test"])

@@ -100,13 +100,17 @@ def anomaly_scores(cfg: DictConfig, model: VAE, datamodule, inliers: torch.Tenso
 
 
 def probe_scores(
-    model: VAE, datamodule, test_codes: torch.Tensor, test_labels: torch.Tensor, train_limit: int
+    model: VAE, datamodule, test_images: torch.Tensor, test_labels: torch.Tensor, train_limit: int
 ) -> dict:
-    """A linear probe's test accuracy on the posterior means, fit on ``train_limit`` training images' means."""
+    """A linear probe's test accuracy on the posterior means, fit on ``train_limit`` training images' means.
+
+    Both sets are encoded the same way, from their grey pixels (not the bound's binarized draw).
+    """
     datamodule.setup("fit")
     train_images, train_labels = datamodule.train_set.head(train_limit)
     train_codes = posterior_means(model, train_images, train_labels).cpu()
-    accuracy = linear_probe_accuracy(train_codes, train_labels, test_codes.cpu(), test_labels)
+    test_codes = posterior_means(model, test_images, test_labels).cpu()
+    accuracy = linear_probe_accuracy(train_codes, train_labels, test_codes, test_labels)
     return {
         "accuracy": round(accuracy, 4),
         "train_images": len(train_images),
@@ -160,8 +164,7 @@ def measured(
         **summary(measures),
     }
     if labels is not None:
-        codes = measures["means"] if "means" in measures else posterior_means(model, images, labels)
-        report["linear_probe"] = probe_scores(model, datamodule, codes, labels, cfg.probe_train_images)
+        report["linear_probe"] = probe_scores(model, datamodule, images, labels, cfg.probe_train_images)
     if model.objective.recon == "gaussian":  # a proper density of the 8-bit images
         values = images[0].numel()
         report["bits_per_dim"] = {
