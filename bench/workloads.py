@@ -79,11 +79,6 @@ PRESETS = {
 }
 
 
-def compose_config(overrides: tuple[str, ...]) -> DictConfig:
-    """The run config ``python -m vae.train <overrides> batch_size=128`` would use."""
-    return compose_run_config(*overrides, f"batch_size={BATCH_SIZE}")
-
-
 class PerSampleImages(VisionDataset):
     """uint8 images served as torchvision serves MNIST: one PIL image per sample, then ``transform``."""
 
@@ -163,7 +158,7 @@ def random_images(image_shape: tuple[int, int, int]) -> Tensor:
 
 def load_workload(preset: Preset) -> Workload:
     """The preset on its real training split when the files are there, else on random images."""
-    config = compose_config(preset.overrides)
+    config = compose_run_config(*preset.overrides, f"batch_size={BATCH_SIZE}")
     dataset = OmegaConf.to_container(config.dataset, resolve=True)
     datamodule = build_datamodule(dataset, BATCH_SIZE)
     image_shape = tuple(datamodule.image_shape)

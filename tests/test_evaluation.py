@@ -59,8 +59,6 @@ def test_an_autoencoder_is_measured_by_its_reconstruction_only(make_vae):
 
 def test_bounds_at_different_k_see_the_same_binarized_images(make_vae, monkeypatch):
     """k changes how many posterior draws each batch takes, not which binarization the next batch gets."""
-    from vae import evaluation
-
     model = make_vae(binarize="dynamic").eval()
     images = random_images(10)
     seen: list[torch.Tensor] = []
@@ -69,8 +67,8 @@ def test_bounds_at_different_k_see_the_same_binarized_images(make_vae, monkeypat
         seen.append(original(*args))
         return seen[-1]
 
-    original = evaluation.evaluation_inputs
-    monkeypatch.setattr(evaluation, "evaluation_inputs", recorded)
+    original = model.prepare
+    monkeypatch.setattr(model, "prepare", recorded)
     per_image_measures(model, images, k=2, batch_size=4, seed=0)
     at_k2, seen[:] = list(seen), []
     per_image_measures(model, images, k=7, batch_size=4, seed=0)

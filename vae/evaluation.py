@@ -12,7 +12,6 @@ from vae.data.memory import InMemoryDataModule, InMemoryImages
 from vae.module import VAE, to_unit_interval
 from vae.objectives import (
     at_least_float32,
-    dequantize,
     gaussian_kl_per_dim,
     iwae_nll,
     log_likelihood,
@@ -54,14 +53,6 @@ def posterior_means(model: VAE, images: Tensor, labels: Tensor | None = None) ->
     return posterior(model, images, labels)[0]
 
 
-def evaluation_inputs(model: VAE, images: Tensor, generator: torch.Generator) -> Tensor:
-    """Pixels as the model sees them; a dynamically binarized (or dequantized) model gets one fixed, seeded draw."""
-    if model.objective.recon == "gaussian":
-        return dequantize(images.to(model.device), generator)
-    x = to_unit_interval(images.to(model.device))
-    return torch.bernoulli(x, generator=generator) if model.objective.binarize == "dynamic" else x
-
-
 @torch.no_grad()
 def bounds(
     model: VAE, x: Tensor, k: int, chunk: int, generator: torch.Generator, labels: Tensor | None = None
@@ -96,8 +87,7 @@ def bounds(
         kl_estimate += (log_qz - log_pz).sum(0)
     log_weights = torch.cat(log_weights)
     recon /= k
-    zeros = torch.zeros_like(log_weights)
-    measures = {"recon": recon, "iwae_nll": iwae_nll(log_weights, zeros, zeros), "means": mu}
+    measures = {"recon": recon, "iwae_nll": iwae_nll(log_weights), "means": mu}
     if components is not None:  # the VampPrior: the KL averaged over the same k draws
         kl = kl_estimate / k
     else:
@@ -145,7 +135,7 @@ def per_image_measures(
     parts: dict[str, list[Tensor]] = {}
     labels = labels if model.classes else None
     for start in range(0, len(images), batch_size):
-        x = evaluation_inputs(model, images[start : start + batch_size], pixels)
+        x = model.prepare(images[start : start + batch_size].to(model.device), pixels)
         given = None if labels is None else labels[start : start + batch_size].to(model.device)
         if model.objective.variational:
             measures = bounds(model, x, k, chunk, draws, given)

@@ -234,12 +234,13 @@ class VAE(pl.LightningModule):
         """Images decoded from the posterior means, without gradients: deterministic, as users expect of a preview."""
         return self.decode(self.encode(x, labels)[0], labels)
 
-    def prepare(self, images: Tensor) -> Tensor:
-        """Batch pixels to the model's input: floats in [0, 1], binarized, or dequantized for recon=gaussian."""
+    def prepare(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Batch pixels to the model's input: floats in [0, 1], binarized, or dequantized for
+        recon=gaussian; the evaluation passes a ``generator`` to fix the draw."""
         if self.objective.recon == "gaussian" and images.dtype == torch.uint8:
-            return dequantize(images).contiguous(memory_format=self.memory_format)
+            return dequantize(images, generator).contiguous(memory_format=self.memory_format)
         x = to_unit_interval(images).contiguous(memory_format=self.memory_format)
-        return torch.bernoulli(x) if self.objective.binarize == "dynamic" else x
+        return torch.bernoulli(x, generator=generator) if self.objective.binarize == "dynamic" else x
 
     def losses(
         self, x: Tensor, kl_weight: float | None = None, labels: Tensor | None = None

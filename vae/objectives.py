@@ -168,11 +168,11 @@ def mixture_log_density(z: Tensor, means: Tensor, logvars: Tensor) -> Tensor:
     return torch.logsumexp(per_component, dim=-1) - math.log(len(means))
 
 
-def iwae_nll(log_px_given_z: Tensor, log_pz: Tensor, log_qz: Tensor) -> Tensor:
+def iwae_nll(log_weights: Tensor) -> Tensor:
     """The importance-weighted estimate of -log p(x) from k draws z_i ~ q(z|x).
 
-    Inputs are ``[k, batch]``. -log (1/k sum_i p(x|z_i) p(z_i) / q(z_i|x)); with k = 1 it
-    is the single-sample negative ELBO, and it never exceeds the average of those (Jensen).
+    ``log_weights`` ``[k, batch]`` are log p(x|z_i) + log p(z_i) - log q(z_i|x); the estimate is
+    -log (1/k sum_i exp(log_weights_i)). With k = 1 it is the single-sample negative ELBO, and it
+    never exceeds the average of those (Jensen).
     """
-    log_weights = log_px_given_z + log_pz - log_qz
     return -(torch.logsumexp(log_weights, dim=0) - math.log(log_weights.shape[0]))
