@@ -175,3 +175,31 @@ def test_the_probe_encodes_its_training_and_test_images_alike(make_vae, monkeypa
     monkeypatch.setattr(evaluate, "linear_probe_accuracy", recorded)
     evaluate.probe_scores(model, datamodule, images, labels, train_limit=12)
     torch.testing.assert_close(seen["train"], seen["test"])
+
+
+def test_the_anomaly_scores_outliers_chosen_as_the_inliers_are(make_vae, monkeypatch):
+    """subset=random: the outliers are a seeded random choice too, not the (easier) start of their test set."""
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    from vae import evaluate
+    from vae.data.memory import InMemoryImages
+
+    outlier_set = InMemoryImages(random_images(20, seed=1), torch.arange(20))
+    monkeypatch.setattr(evaluate, "build_datamodule", lambda hparams, batch_size: None)
+    monkeypatch.setattr(evaluate, "loaded_test_set", lambda datamodule: outlier_set)
+    scored = []
+
+    def measures(model, images, *args):
+        scored.append(images)
+        return {"negative_elbo": images.float().flatten(1).mean(1)}
+
+    monkeypatch.setattr(evaluate, "per_image_measures", measures)
+    cfg = OmegaConf.create(
+        {"anomaly": "mnist", "anomaly_k": 2, "batch_size": 4, "seed": 3, "limit": 5, "subset": "random"}
+    )
+    datamodule = SimpleNamespace(hparams={"name": "fashion_mnist", "batch_size": 4})
+    evaluate.anomaly_scores(cfg, make_vae().eval(), datamodule, random_images(5))
+    assert torch.equal(scored[1], evaluate.evaluation_subset(outlier_set, 5, "random", seed=3)[0])
+    assert not torch.equal(scored[1], outlier_set.head(5)[0])

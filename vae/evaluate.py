@@ -83,7 +83,9 @@ def anomaly_scores(cfg: DictConfig, model: VAE, datamodule, inliers: torch.Tenso
         )
     other = {**datamodule.hparams, "name": cfg.anomaly}
     other.pop("batch_size", None)
-    outliers = loaded_test_set(build_datamodule(other, cfg.batch_size)).head(cfg.limit)[0]
+    outlier_set = loaded_test_set(build_datamodule(other, cfg.batch_size))
+    # Chosen as the inliers were: a random choice, or the first ones.
+    outliers = evaluation_subset(outlier_set, cfg.limit, cfg.subset, cfg.seed)[0]
     if outliers.shape[1:] != inliers.shape[1:]:
         raise UserError(
             f"anomaly={cfg.anomaly} images are {tuple(outliers.shape[1:])}, the model's are {tuple(inliers.shape[1:])}"
