@@ -24,9 +24,10 @@ start=$SECONDS
     hydra.run.dir="$run" > "$run.log" 2>&1 || { echo "training failed, see $run.log"; tail -5 "$run.log"; exit 1; }
 echo "trained in $((SECONDS - start)) s; $(grep -h '^precision=' "$run.log")"
 
+best=$(ls -t "$run"/checkpoints/best-*.ckpt | head -1)  # the epoch of lowest validation loss
 for k in 1000 5000; do
     start=$SECONDS
-    "$python" -m vae.evaluate ckpt="$run" k=$k accelerator="$accelerator" "${evaluate_quick[@]}" \
+    "$python" -m vae.evaluate ckpt="$best" k=$k accelerator="$accelerator" "${evaluate_quick[@]}" \
         out="$run/evaluation-k$k.json" > "$run/evaluate-k$k.log" 2>&1 || { echo "k=$k failed"; tail -5 "$run/evaluate-k$k.log"; continue; }
     echo "k=$k in $((SECONDS - start)) s: $("$python" -c 'import json, sys; e = json.load(open(sys.argv[1]))
 print("IWAE bound %.2f, -ELBO %.2f, %d test images, %d active units" % (e["iwae_nll"], e["negative_elbo"], e["images"], e["active_units"]))' "$run/evaluation-k$k.json")"
