@@ -1,11 +1,15 @@
 """Test-set measures on a model whose exact likelihood is known."""
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from tests.conftest import random_images
+from vae import evaluate
+from vae.data.memory import InMemoryImages
 from vae.evaluation import bounds, denoise, evaluation_streams, per_image_measures
 from vae.module import Sampler
 
@@ -158,11 +162,6 @@ def test_a_learned_variance_model_is_evaluated_on_one_seeded_dequantization(make
 
 def test_the_probe_encodes_its_training_and_test_images_alike(make_vae, monkeypatch):
     """A dynamically binarized model: the probe sees the same images as the same codes on both sides."""
-    from types import SimpleNamespace
-
-    from vae import evaluate
-    from vae.data.memory import InMemoryImages
-
     model = make_vae(binarize="dynamic").eval()
     images, labels = random_images(12), torch.arange(12) % 3
     datamodule = SimpleNamespace(setup=lambda stage: None, train_set=InMemoryImages(images, labels))
@@ -179,13 +178,6 @@ def test_the_probe_encodes_its_training_and_test_images_alike(make_vae, monkeypa
 
 def test_the_anomaly_scores_outliers_chosen_as_the_inliers_are(make_vae, monkeypatch):
     """subset=random: the outliers are a seeded random choice too, not the (easier) start of their test set."""
-    from types import SimpleNamespace
-
-    from omegaconf import OmegaConf
-
-    from vae import evaluate
-    from vae.data.memory import InMemoryImages
-
     outlier_set = InMemoryImages(random_images(20, seed=1), torch.arange(20))
     monkeypatch.setattr(evaluate, "build_datamodule", lambda hparams, batch_size: None)
     monkeypatch.setattr(evaluate, "loaded_test_set", lambda datamodule: outlier_set)
