@@ -6,7 +6,6 @@ from tests.conftest import CONF
 from vae import config, schema
 from vae.config import check_arguments, compose_run_config, validate
 from vae.errors import UserError
-from vae.nets import FAMILIES
 
 
 def choices(group: str) -> list[str]:
@@ -17,7 +16,7 @@ def choices(group: str) -> list[str]:
 @pytest.mark.parametrize("model", choices("model"))
 def test_every_dataset_and_model_choice_composes_and_validates(dataset: str, model: str):
     cfg = compose_run_config(f"dataset={dataset}", f"model={model}", "data_dir=/somewhere")
-    assert cfg.model.family in FAMILIES
+    assert cfg.model.family in ("mlp", "conv")
     assert cfg.dataset.name
     assert str(cfg.dataset.root).startswith("/somewhere")
     validate(cfg)

@@ -50,10 +50,10 @@ def test_traverse_varies_one_dimension_per_row():
 
 
 def test_uniform_draws_stay_inside_the_box():
-    lower, upper = torch.tensor([-1.0, 5.0]), torch.tensor([1.0, 6.0])
-    z = latents.uniform_within(lower, upper, 1000, torch.Generator().manual_seed(0))
+    means = torch.tensor([[-1.0, 6.0], [0.5, 5.0], [1.0, 5.5]])  # the box [-1, 1] x [5, 6]
+    z = latents.uniform_within(means, 1000, torch.Generator().manual_seed(0))
     assert z.shape == (1000, 2)
-    assert (z >= lower).all() and (z <= upper).all()
+    assert (z >= torch.tensor([-1.0, 5.0])).all() and (z <= torch.tensor([1.0, 6.0])).all()
     assert z[:, 0].min() < -0.9 and z[:, 0].max() > 0.9  # it fills the box
 
 

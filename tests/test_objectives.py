@@ -166,17 +166,11 @@ def test_the_cyclical_schedule_restarts_every_cycle_and_rises_over_its_first_hal
 def test_the_learned_variance_gaussian_by_hand():
     # One value: mean sigmoid(0) = 0.5, x = 0.7, variance 0.04: 0.5 (log 2 pi + log 0.04 + 0.2^2 / 0.04).
     by_hand = 0.5 * (math.log(2 * math.pi) + math.log(0.04) + 1.0)
-    nll = gaussian_recon(torch.zeros(1, 1, 1, 1), torch.full((1, 1, 1, 1), 0.7), torch.tensor(math.log(0.04)))
+    logits, x = torch.zeros(1, 1, 1, 1), torch.full((1, 1, 1, 1), 0.7)
+    log_variance = torch.tensor(math.log(0.04))
+    assert float(gaussian_recon(logits, x, log_variance)) == pytest.approx(by_hand, abs=1e-5)
+    nll = -log_likelihood("gaussian", logits, x, 1.0, log_variance)
     assert float(nll) == pytest.approx(by_hand, abs=1e-5)
-    assert float(
-        -log_likelihood(
-            "gaussian",
-            torch.zeros(1, 1, 1, 1),
-            torch.full((1, 1, 1, 1), 0.7),
-            1.0,
-            torch.tensor(math.log(0.04)),
-        )
-    ) == pytest.approx(by_hand, abs=1e-5)
 
 
 def test_dequantized_pixels_fill_their_bin_and_bits_per_dim_count_the_bins():

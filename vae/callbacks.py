@@ -179,12 +179,7 @@ class LatentPictures(pl.Callback):
         module.eval()
         means, logvar = posterior(module, self.images, self.labels)
         means = means.cpu().float()  # uniform_within draws on the CPU
-        box = uniform_within(
-            means.min(0).values,
-            means.max(0).values,
-            self.grid_size**2,
-            torch.Generator().manual_seed(self.seed),
-        )
+        box = uniform_within(means, self.grid_size**2, torch.Generator().manual_seed(self.seed))
         shown = to_unit_interval(self.images[: self.grid_size**2].to(module.device))
         per_row = min(self.grid_size, len(shown))
         shown_labels = _given(self.labels, module, len(shown))

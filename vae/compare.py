@@ -69,7 +69,7 @@ def comparison_pictures(
         prior = "the VampPrior" if model.pseudo_inputs is not None else "N(0, I)"
         z = model.to_prior(eps.to(model.device), uniform)
         samples[f"{name}: z ~ {prior}"] = _decoded(model, z, grid_size)
-        box = latents.uniform_within(lower, upper, grid_size**2, torch.Generator().manual_seed(seed))
+        box = latents.uniform_within(means, grid_size**2, torch.Generator().manual_seed(seed))
         samples[f"{name}: z uniform in the test box"] = _decoded(model, box, grid_size)
         if latent_dim == 2:  # the grid over the box each model's test means span
             unit = (latents.manifold_grid(grid_size, extent=1.0) + 1) / 2

@@ -28,8 +28,7 @@ def latent_grid(cfg: DictConfig, model: VAE, datamodule) -> tuple[torch.Tensor, 
         return latents.manifold_grid(cfg.steps, cfg.extent), cfg.steps
     means = posterior_means(model, loaded_test_set(datamodule).head(cfg.encode_limit)[0]).cpu()
     if cfg.mode == "uniform":
-        lower, upper = means.min(0).values, means.max(0).values
-        return latents.uniform_within(lower, upper, cfg.rows**2, generator), cfg.rows
+        return latents.uniform_within(means, cfg.rows**2, generator), cfg.rows
     if cfg.mode == "manifold":
         if latent_dim == 1:
             raise UserError(

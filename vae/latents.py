@@ -52,6 +52,7 @@ def traverse(code: Tensor, dims: int, steps: int, extent: float) -> Tensor:
     return rows.reshape(-1, code.shape[-1])
 
 
-def uniform_within(lower: Tensor, upper: Tensor, count: int, generator: torch.Generator) -> Tensor:
-    """``count`` latents drawn uniformly inside the box [lower, upper] (LearnOpenCV's sampler)."""
+def uniform_within(means: Tensor, count: int, generator: torch.Generator) -> Tensor:
+    """``count`` latents drawn uniformly inside the box the ``means`` span (LearnOpenCV's sampler)."""
+    lower, upper = means.min(0).values, means.max(0).values
     return lower + (upper - lower) * torch.rand(count, len(lower), generator=generator)

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-FAMILIES = ("mlp", "conv")
 ACTIVATIONS = {
     "relu": nn.ReLU,
     # Keras' default slope (0.3), which LearnOpenCV's LeakyReLU() layers use.
@@ -86,7 +85,7 @@ def build_networks(
         raise ValueError(f"latent_dim must be a positive integer, got {latent_dim}")
     builders = {"mlp": build_mlp, "conv": build_conv}
     if family not in builders:
-        raise ValueError(f"unknown model family {family!r}; choose one of {FAMILIES}")
+        raise ValueError(f"unknown model family {family!r}; choose one of {sorted(builders)}")
     if init not in INITS:
         raise ValueError(f"unknown init {init!r}; choose one of {INITS}")
     if conditional and classes < 2:
