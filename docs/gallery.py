@@ -41,7 +41,9 @@ def main() -> None:
                 shutil.copyfile(file, DATA / name / "raw" / file.name)
     IMAGES.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
-        compare, cartoon, conditional = (Path(scratch) / name for name in ("compare", "cartoon", "conditional"))
+        compare, cartoon, conditional = (
+            Path(scratch) / name for name in ("compare", "cartoon", "conditional")
+        )
         command("vae.compare", "epochs=2", f"hydra.run.dir={compare}")
         for picture in ("latent_test", "latent_manifold", "reconstructions", "samples_prior"):
             keep(compare / "vae" / f"{picture}.png", f"fashion_{picture}.png", 400)
@@ -57,7 +59,14 @@ def main() -> None:
         )
         keep(cartoon / "samples_prior.png", "cartoon_samples_prior.png", 400)
         keep(cartoon / "reconstructions.png", "cartoon_reconstructions.png", 400)
-        command("vae.train", "dataset=mnist", "model=mlp", "model.conditional=true", "epochs=2", f"hydra.run.dir={conditional}")
+        command(
+            "vae.train",
+            "dataset=mnist",
+            "model=mlp",
+            "model.conditional=true",
+            "epochs=2",
+            f"hydra.run.dir={conditional}",
+        )
         command("vae.generate", f"ckpt={conditional}", "mode=classes", f"out={conditional / 'classes.png'}")
         keep(conditional / "classes.png", "conditional_classes.png", 400)
     total = sum(file.stat().st_size for file in IMAGES.glob("*.png"))
