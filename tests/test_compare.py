@@ -67,7 +67,7 @@ def test_a_vampprior_models_samples_come_from_its_own_prior_and_say_so(make_vae)
     images = random_images(20, (1, 28, 28))
     pictures = comparison_pictures([vamp], images, None, None, grid_size=3, seed=0, projection="pca")
     panel = pictures["compare/samples"].axes[0]
-    assert panel.get_title() == "VAE (beta=1): z ~ the VampPrior"
+    assert panel.get_title() == "VAE (beta=1): z ~ the VampPrior (3 pseudo-inputs)"
     eps = torch.randn(9, 2, generator=torch.Generator().manual_seed(0))
     standard = plots.pixels(plots.image_grid(vamp.decode(eps), 3))
     shown = panel.images[0].get_array()

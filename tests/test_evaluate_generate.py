@@ -121,6 +121,9 @@ def test_missing_and_non_checkpoint_files_are_refused(tmp_path: Path):
         ("vae.evaluate", "anomaly=cartoon", "error: anomaly must be one of ('mnist', 'fashion_mnist')"),
         ("vae.generate", "rows=0", "error: rows must be a positive integer"),
         ("vae.generate", "encode_limit=1", "error: encode_limit must be an integer of at least 2"),
+        ("vae.fit_prior", None, "error: ckpt= is required"),
+        ("vae.fit_prior", "lr=-1", "error: lr must be a positive number"),
+        ("vae.fit_prior", "precision=16-mixed", "error: precision must be one of auto, 32-true, bf16-mixed"),
     ],
 )
 def test_bad_options_are_one_line_before_anything_is_loaded(

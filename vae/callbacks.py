@@ -162,8 +162,7 @@ class LatentPictures(pl.Callback):
         self.class_names = getattr(datamodule, "class_names", None)
         latent_dim = pl_module.hparams.latent_dim
         self.scatter = plots.LatentScatter(self.labels, self.class_names, latent_dim)
-        closed_form_kl = pl_module.objective.variational and pl_module.pseudo_inputs is None
-        self.kl_bars = plots.KlPerDimension(latent_dim) if closed_form_kl else None
+        self.kl_bars = plots.KlPerDimension(latent_dim) if pl_module.closed_form_kl else None
         generator = torch.Generator().manual_seed(self.seed)
         self.prior = torch.randn(self.grid_size**2, latent_dim, generator=generator)
         self.prior_uniform = torch.rand(self.grid_size**2, generator=generator)  # a VampPrior's components

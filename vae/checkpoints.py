@@ -12,6 +12,7 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 from vae import schema
 from vae.data import build_datamodule
 from vae.errors import UserError, first_line
+from vae.flows import FlowPrior
 from vae.interrupts import BATCHES_DONE
 from vae.module import VAE
 
@@ -96,6 +97,7 @@ def _load_failure(error: Exception) -> str:
 
 
 RESUMABLE = ("epoch", "global_step", "state_dict", "hyper_parameters")
+PRIOR_FITTED_AFTER_TRAINING = "prior_fitted_after_training"  # vae.fit_prior's mark: no optimizer state
 
 
 def check_resumable(checkpoint: Any, model: VAE, epochs: int, file: Path) -> None:
@@ -107,6 +109,11 @@ def check_resumable(checkpoint: Any, model: VAE, epochs: int, file: Path) -> Non
     if not isinstance(checkpoint, dict) or not all(key in checkpoint for key in RESUMABLE):
         raise UserError(
             f"{file} is not a checkpoint written by python -m vae.train (no {', '.join(RESUMABLE)})"
+        )
+    if checkpoint.get(PRIOR_FITTED_AFTER_TRAINING):
+        raise UserError(
+            f"{file} holds a prior fitted after training (python -m vae.fit_prior), for vae.evaluate and "
+            "vae.generate; resume from the run's own checkpoint"
         )
     saved = architecture(hyperparameters_of(checkpoint))
     for key, ours in architecture(model.hparams).items():
@@ -174,3 +181,23 @@ def load_run(
         dataset["root"] = dataset_root
     model.use_fast_paths(channels_last=True, compile=False)  # faster conv decoding, same numbers
     return model.to(device).eval(), build_datamodule(dataset, batch_size), file
+
+
+def with_fitted_prior(checkpoint: dict, flow: FlowPrior, layers: int) -> dict:
+    """The checkpoint's model with the flow as its prior; no optimizer state: not to be resumed."""
+    hyperparameters = hyperparameters_of(checkpoint)
+    hyperparameters["objective"] = {
+        **hyperparameters["objective"],
+        "prior": "flow",
+        "prior_flow_layers": layers,
+        "free_bits": 0.0,  # settings of training's loss that a learned prior refuses; training is over
+        "kl_reduction": "sum",
+    }
+    flow_state = {f"prior_flow.{name}": value.cpu() for name, value in flow.state_dict().items()}
+    kept = ("epoch", "global_step", "precision", "datamodule_hyper_parameters")
+    return {
+        **{key: checkpoint[key] for key in kept if key in checkpoint},
+        "hyper_parameters": hyperparameters,
+        "state_dict": {**checkpoint["state_dict"], **flow_state},
+        PRIOR_FITTED_AFTER_TRAINING: True,
+    }

@@ -66,9 +66,8 @@ def comparison_pictures(
         scatters[name] = plots.pixels(scatter)
         x = to_unit_interval(shown.to(model.device))
         reconstructions[name] = plots.pixels(plots.image_grid(model.reconstruct(x), grid_size))
-        prior = "the VampPrior" if model.pseudo_inputs is not None else "N(0, I)"
         z = model.to_prior(eps.to(model.device), uniform)
-        samples[f"{name}: z ~ {prior}"] = _decoded(model, z, grid_size)
+        samples[f"{name}: z ~ {model.prior_name()}"] = _decoded(model, z, grid_size)
         box = latents.uniform_within(means, grid_size**2, torch.Generator().manual_seed(seed))
         samples[f"{name}: z uniform in the test box"] = _decoded(model, box, grid_size)
         if latent_dim == 2:  # the grid over the box each model's test means span

@@ -101,7 +101,7 @@ def positive_int(cfg: DictConfig, key: str, least: int = 1) -> None:
 
 
 def require_checkpoint(cfg: DictConfig) -> None:
-    """``vae.evaluate`` and ``vae.generate`` need ``ckpt=``: say so in one line, not Hydra's traceback."""
+    """``vae.evaluate``, ``vae.generate`` and ``vae.fit_prior`` need ``ckpt=``: say so in one line, not Hydra's traceback."""
     if OmegaConf.is_missing(cfg, "ckpt"):
         raise UserError(
             "ckpt= is required: a run directory (its checkpoints/last.ckpt is used) or a .ckpt file"

@@ -17,11 +17,10 @@ from vae.evaluation import denoise, loaded_test_set, per_image_measures, posteri
 from vae.metrics import active_units, auroc, linear_probe_accuracy, psnr
 from vae.module import VAE
 from vae.objectives import bits_per_dim
-from vae.precision import evaluation_precision
+from vae.precision import EVALUATION_PRECISIONS, evaluation_precision, network_precision
 
 ANOMALY_SETS = ("mnist", "fashion_mnist")  # the same 28 x 28 grey images, preprocessed alike
 SUBSETS = ("first", "random")
-PRECISIONS = ("auto", "32-true", "bf16-mixed")  # of the network's passes; the bound's terms are float32
 
 
 def evaluation_subset(
@@ -37,8 +36,8 @@ def evaluation_subset(
 
 def likelihood_name(model: VAE) -> str:
     name = _decoder_likelihood(model)
-    if model.pseudo_inputs is not None:
-        name += f"; VampPrior with {len(model.pseudo_inputs)} pseudo-inputs (KL estimated from the k draws)"
+    if model.objective.prior != "normal":
+        name += f"; prior: {model.prior_name()} (KL estimated from the k draws)"
     return f"{name}; conditional on the label: bounds of -log p(x|y)" if model.classes else name
 
 
@@ -140,12 +139,6 @@ def denoising_scores(cfg: DictConfig, model: VAE, images: torch.Tensor, folder: 
     }
 
 
-def network_precision(model: VAE, precision: str) -> torch.autocast:
-    """The network's passes under bf16 autocast for ``bf16-mixed`` (as a model trained so was
-    validated: a batch-norm net trained in bf16 can differ in fp32); the bound's terms stay float32."""
-    return torch.autocast(model.device.type, torch.bfloat16, enabled=precision == "bf16-mixed")
-
-
 def measured(
     cfg: DictConfig, model: VAE, datamodule, file: Path, images: torch.Tensor, labels, folder: Path
 ) -> dict:
@@ -195,8 +188,8 @@ def main(cfg: DictConfig) -> None:
         raise UserError(
             f"anomaly must be one of {ANOMALY_SETS} (another MNIST-family test set), got {cfg.anomaly!r}"
         )
-    if cfg.precision not in PRECISIONS:
-        raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {cfg.precision!r}")
+    if cfg.precision not in EVALUATION_PRECISIONS:
+        raise UserError(f"precision must be one of {', '.join(EVALUATION_PRECISIONS)}, got {cfg.precision!r}")
     if cfg.keep_freed_memory:
         keep_freed_memory()
     model, datamodule, file = load_run(
@@ -211,7 +204,7 @@ def main(cfg: DictConfig) -> None:
         )
     precision, reason = evaluation_precision(cfg.precision, model.trained_precision, cfg.accelerator)
     print(f"precision={precision}: {reason}")
-    with network_precision(model, precision):
+    with network_precision(model.device, precision):
         report = measured(cfg, model, datamodule, file, images, labels, out.parent)
     report.update(precision=precision, precision_reason=reason)
     out.write_text(json.dumps(report, indent=2))

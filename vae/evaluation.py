@@ -28,15 +28,19 @@ def loaded_test_set(datamodule: InMemoryDataModule) -> InMemoryImages:
 
 
 @torch.no_grad()
-def posterior(model: VAE, images: Tensor, labels: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+def posterior(
+    model: VAE, images: Tensor, labels: Tensor | None = None, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor | None]:
     """The mean and log-variance of q(z|x) as the sampler draws it (an autoencoder: its code and
-    None) of uint8 ``images``, about 262k input values per forward pass: a conv net's first
-    layers hold 32-64x their input, so larger passes would raise a run's peak memory for no gain."""
+    None) of uint8 ``images``, grey, or with a ``generator`` as the model's input (binarized by a
+    seeded draw). About 262k input values per forward pass: a conv net's first layers hold
+    32-64x their input, so larger passes would raise a run's peak memory for no gain."""
     chunk = max(1, 2**18 // images[0].numel())
     labels = labels if model.classes else None
+    as_input = to_unit_interval if generator is None else lambda x: model.prepare(x, generator)
     heads = [
         model.encode(
-            to_unit_interval(images[start : start + chunk].to(model.device)),
+            as_input(images[start : start + chunk].to(model.device)),
             None if labels is None else labels[start : start + chunk].to(model.device),
         )
         for start in range(0, len(images), chunk)
@@ -88,7 +92,7 @@ def bounds(
     log_weights = torch.cat(log_weights)
     recon /= k
     measures = {"recon": recon, "iwae_nll": iwae_nll(log_weights), "means": mu}
-    if components is not None:  # the VampPrior: the KL averaged over the same k draws
+    if not model.closed_form_kl:  # a learned prior: the KL averaged over the same k draws
         kl = kl_estimate / k
     else:
         measures["kl_per_dim"] = gaussian_kl_per_dim(mu, logvar)

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from vae import schema
+from vae.flows import FlowPrior
 from vae.nets import build_networks
 from vae.objectives import (
     at_least_float32,
@@ -141,17 +142,23 @@ class VAE(pl.LightningModule):
             if self.objective.recon == "gaussian"
             else None
         )
+        if self.objective.prior != "normal":
+            self._check_learned_prior(model)
         self.pseudo_inputs = None  # the VampPrior's, as logits of pixels in (0, 1)
         if self.objective.prior == "vamp":
-            self._check_vamp(model)
             shape = (self.objective.prior_components, *image_shape)
             self.pseudo_inputs = nn.Parameter(0.01 * torch.randn(shape))
+        self.prior_flow = (
+            FlowPrior(latent_dim, self.objective.prior_flow_layers)
+            if self.objective.prior == "flow"
+            else None
+        )
         self.memory_format = torch.contiguous_format
         self._resumed_rng_states: dict | None = None  # set by on_load_checkpoint, used once
         self.trained_precision: str | None = None  # a loaded checkpoint's, for vae.evaluate
         self._epoch_sums = {stage: EpochSums() for stage in ("train", "val", "test")}
 
-    def _check_vamp(self, model: dict) -> None:
+    def _check_learned_prior(self, model: dict) -> None:
         hp = self.objective
         for broken, why in (
             (not hp.variational, "an autoencoder has no prior"),
@@ -159,11 +166,24 @@ class VAE(pl.LightningModule):
                 hp.kl_reduction != "sum",
                 "its KL is a Monte Carlo estimate of the whole KL: objective.kl_reduction=sum",
             ),
-            (hp.free_bits > 0, "free bits need a KL per dimension, which a mixture prior has not"),
-            (model.get("conditional"), "a conditional VampPrior is not implemented"),
+            (hp.free_bits > 0, "free bits need a KL per dimension, which a learned prior has not"),
+            (model.get("conditional"), "a conditional learned prior is not implemented"),
         ):
             if broken:
-                raise ValueError(f"objective.prior=vamp: {why}")
+                raise ValueError(f"objective.prior={hp.prior}: {why}")
+
+    @property
+    def closed_form_kl(self) -> bool:
+        """Whether the KL has a closed form (a VAE with N(0, I)); a learned prior's is estimated from draws."""
+        return self.objective.variational and self.objective.prior == "normal"
+
+    def prior_name(self) -> str:
+        """The prior in words, for reports and picture titles."""
+        if self.pseudo_inputs is not None:
+            return f"the VampPrior ({len(self.pseudo_inputs)} pseudo-inputs)"
+        if self.prior_flow is not None:
+            return f"a flow prior ({len(self.prior_flow.couplings)} affine couplings)"
+        return "N(0, I)"
 
     def prior_components(self) -> tuple[Tensor, Tensor]:
         """The VampPrior's component means and log-variances: q(z|u_k) of the pseudo-inputs.
@@ -178,15 +198,20 @@ class VAE(pl.LightningModule):
         return at_least_float32(mu), self.sampler.posterior_logvar(at_least_float32(logvar))
 
     def log_prior(self, z: Tensor, components: tuple[Tensor, Tensor] | None = None) -> Tensor:
-        """log p(z), summed over the last dimension: N(0, I), or the VampPrior's mixture
+        """log p(z), summed over the last dimension: N(0, I), the flow's, or the VampPrior's mixture
         (``components`` from ``prior_components``, computed here if not given)."""
+        if self.prior_flow is not None:
+            return self.prior_flow.log_prob(z)
         if self.pseudo_inputs is None:
             return log_normal(z, torch.zeros_like(z), torch.zeros_like(z))
         return mixture_log_density(z, *(components or self.prior_components()))
 
     def to_prior(self, eps: Tensor, uniform: Tensor) -> Tensor:
         """Fixed draws ``eps`` ~ N(0, I) ``[N, D]`` and ``uniform`` ~ U(0, 1) ``[N]`` as draws of the
-        prior: ``eps`` itself for N(0, I); for the VampPrior, from component floor(uniform x K)."""
+        prior: ``eps`` itself for N(0, I); the flow's inverse of ``eps``; for the VampPrior, from
+        component floor(uniform x K)."""
+        if self.prior_flow is not None:
+            return self.prior_flow.sample_from(eps.to(self.device))
         if self.pseudo_inputs is None:
             return eps
         mu, logvar = self.prior_components()
@@ -259,7 +284,7 @@ class VAE(pl.LightningModule):
         recon = reconstruction(hp.recon, logits, x, hp.recon_reduction, hp.mse_scale, self.log_variance)
         if not hp.variational:
             return {"recon": recon, "loss": recon}
-        if self.pseudo_inputs is not None:  # no closed form: the one-draw estimate log q(z|x) - log p(z)
+        if not self.closed_form_kl:  # a learned prior: the one-draw estimate log q(z|x) - log p(z)
             kl = penalty = log_normal(z, mu, self.sampler.posterior_logvar(logvar)) - self.log_prior(z)
         else:
             kl_per_dim = gaussian_kl_per_dim(mu, logvar)

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo's names for the instructions
+EVALUATION_PRECISIONS = ("auto", "32-true", "bf16-mixed")  # of a trained network's passes
 
 
 def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
@@ -72,3 +73,9 @@ def machine() -> dict[str, str]:
     if torch.cuda.is_available():
         found["gpu"] = torch.cuda.get_device_name()
     return found
+
+
+def network_precision(device: torch.device, precision: str) -> torch.autocast:
+    """A network's passes under bf16 autocast for ``bf16-mixed`` (as a model trained so was
+    validated: a batch-norm net trained in bf16 can differ in fp32); what follows them stays float32."""
+    return torch.autocast(device.type, torch.bfloat16, enabled=precision == "bf16-mixed")

@@ -18,7 +18,7 @@ from vae.projections import PROJECTIONS
 
 BINARIZATIONS = ("none", "dynamic", "static")
 SAMPLER_STDS = ("exp_half_logvar", "exp_logvar")
-PRIORS = ("normal", "vamp")
+PRIORS = ("normal", "vamp", "flow")
 SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")  # "-true" half precisions: fp16 weights
 ACTIVATIONS = tuple(nets.ACTIVATIONS)
@@ -70,10 +70,11 @@ class Objective:
     )
     prior: str = setting(
         "normal",
-        "normal: N(0, I) | vamp: the VampPrior (Tomczak & Welling 2018), a mixture of q(z|u_k) at learned pseudo-inputs u_k",
+        "normal: N(0, I) | vamp: the VampPrior (Tomczak & Welling 2018), a mixture of q(z|u_k) at learned pseudo-inputs u_k | flow: a RealNVP flow on z (Dinh et al. 2017), learned with the model or after it (python -m vae.fit_prior)",
         PRIORS,
     )
     prior_components: int = setting(500, "prior=vamp: how many pseudo-inputs", minimum=1)
+    prior_flow_layers: int = setting(8, "prior=flow: how many affine coupling layers", minimum=1)
     free_bits: float = setting(
         0.0,
         "a KL floor per latent dim, in nats (Kingma et al. 2016): dims below it are not pushed further",
