@@ -100,6 +100,12 @@ def positive_int(cfg: DictConfig, key: str, least: int = 1) -> None:
         raise UserError(f"{key} must be {wanted}, got {value!r}; e.g. {key}={max(least, 16)}")
 
 
+def one_of(cfg: DictConfig, key: str, choices: tuple[str, ...]) -> None:
+    """Refuse ``cfg``'s ``key`` unless it is one of ``choices``, naming them."""
+    if cfg[key] not in choices:
+        raise UserError(f"{key} must be one of {', '.join(choices)}, got {cfg[key]!r}")
+
+
 def require_checkpoint(cfg: DictConfig) -> None:
     """``vae.evaluate``, ``vae.generate`` and ``vae.fit_prior`` need ``ckpt=``: say so in one line, not Hydra's traceback."""
     if OmegaConf.is_missing(cfg, "ckpt"):

@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 from vae import plots
 from vae.allocator import keep_freed_memory
 from vae.checkpoints import device_for, load_run
-from vae.config import positive_int, require_checkpoint
+from vae.config import one_of, positive_int, require_checkpoint
 from vae.data import build_datamodule
 from vae.errors import UserError, exits_on_user_error
 from vae.evaluation import denoise, loaded_test_set, per_image_measures, posterior_means
@@ -182,14 +182,12 @@ def main(cfg: DictConfig) -> None:
         positive_int(cfg, key)
     if cfg.limit is not None:
         positive_int(cfg, "limit")
-    if cfg.subset not in SUBSETS:
-        raise UserError(f"subset must be one of {', '.join(SUBSETS)}, got {cfg.subset!r}")
+    one_of(cfg, "subset", SUBSETS)
     if cfg.anomaly not in (None, *ANOMALY_SETS):
         raise UserError(
             f"anomaly must be one of {ANOMALY_SETS} (another MNIST-family test set), got {cfg.anomaly!r}"
         )
-    if cfg.precision not in EVALUATION_PRECISIONS:
-        raise UserError(f"precision must be one of {', '.join(EVALUATION_PRECISIONS)}, got {cfg.precision!r}")
+    one_of(cfg, "precision", EVALUATION_PRECISIONS)
     if cfg.keep_freed_memory:
         keep_freed_memory()
     model, datamodule, file = load_run(

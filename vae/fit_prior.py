@@ -14,11 +14,11 @@ from omegaconf import DictConfig
 from torch import Tensor
 
 from vae.checkpoints import AtomicCheckpointIO, device_for, load_run, read_checkpoint, with_fitted_prior
-from vae.config import positive_int, require_checkpoint
+from vae.config import one_of, positive_int, require_checkpoint
 from vae.errors import UserError, exits_on_user_error
 from vae.evaluation import posterior
 from vae.flows import FlowPrior, fit_flow
-from vae.objectives import log_normal, reparameterize
+from vae.objectives import log_standard_normal, reparameterize
 from vae.precision import EVALUATION_PRECISIONS, evaluation_precision, network_precision
 
 
@@ -26,7 +26,7 @@ from vae.precision import EVALUATION_PRECISIONS, evaluation_precision, network_p
 def held_out_nll(flow: FlowPrior, means: Tensor, logvars: Tensor, generator: torch.Generator) -> dict:
     """-log p(z) of one draw per held-out code, nats per code, under N(0, I) and under the flow."""
     z = reparameterize(means, logvars, torch.randn(means.shape, generator=generator, device=means.device))
-    normal = -log_normal(z, torch.zeros_like(z), torch.zeros_like(z)).mean()
+    normal = -log_standard_normal(z).mean()
     return {"normal": round(normal.item(), 3), "flow": round(-flow.log_prob(z).mean().item(), 3)}
 
 
@@ -37,8 +37,7 @@ def check_options(cfg: DictConfig) -> None:
         positive_int(cfg, key)
     if isinstance(cfg.lr, bool) or not isinstance(cfg.lr, int | float) or cfg.lr <= 0:
         raise UserError(f"lr must be a positive number, got {cfg.lr!r}; e.g. lr=1e-3")
-    if cfg.precision not in EVALUATION_PRECISIONS:
-        raise UserError(f"precision must be one of {', '.join(EVALUATION_PRECISIONS)}, got {cfg.precision!r}")
+    one_of(cfg, "precision", EVALUATION_PRECISIONS)
 
 
 @hydra.main(version_base="1.3", config_path="pkg://vae.conf", config_name="fit_prior")

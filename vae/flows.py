@@ -9,7 +9,7 @@ coupling starts at zero: an untrained flow is the identity, and its prior is N(0
 import torch
 from torch import Tensor, nn
 
-from vae.objectives import log_normal, reparameterize
+from vae.objectives import log_standard_normal, reparameterize
 
 
 def coupling_masks(dim: int, layers: int) -> Tensor:
@@ -65,7 +65,7 @@ class FlowPrior(nn.Module):
             for coupling in self.couplings:
                 u, step = coupling(u)
                 log_det = log_det + step
-            return log_normal(u, torch.zeros_like(u), torch.zeros_like(u)) + log_det
+            return log_standard_normal(u) + log_det
 
     def sample_from(self, eps: Tensor) -> Tensor:
         """Draws of p(z) from draws ``eps`` of N(0, I): f^-1(eps)."""

@@ -18,6 +18,7 @@ from vae.objectives import (
     free_bits,
     gaussian_kl_per_dim,
     log_normal,
+    log_standard_normal,
     mixture_log_density,
     reconstruction,
     reduce_per_image,
@@ -203,7 +204,7 @@ class VAE(pl.LightningModule):
         if self.prior_flow is not None:
             return self.prior_flow.log_prob(z)
         if self.pseudo_inputs is None:
-            return log_normal(z, torch.zeros_like(z), torch.zeros_like(z))
+            return log_standard_normal(z)
         return mixture_log_density(z, *(components or self.prior_components()))
 
     def to_prior(self, eps: Tensor, uniform: Tensor) -> Tensor:

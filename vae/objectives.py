@@ -159,6 +159,11 @@ def log_normal(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
     return -0.5 * (math.log(2 * math.pi) + logvar + (z - mu).pow(2) / logvar.exp()).sum(-1)
 
 
+def log_standard_normal(z: Tensor) -> Tensor:
+    """log N(z; 0, I), summed over the last dimension."""
+    return log_normal(z, torch.zeros_like(z), torch.zeros_like(z))
+
+
 def mixture_log_density(z: Tensor, means: Tensor, logvars: Tensor) -> Tensor:
     """log (1/K sum_k N(z; means_k, diag(exp(logvars_k)))) for ``z`` ``[..., D]`` and K components ``[K, D]``.
 
