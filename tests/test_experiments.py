@@ -93,8 +93,9 @@ TUTORIAL_SETTINGS = {
         "objective.binarize": "dynamic",
         "objective.recon_reduction": "sum",
         "objective.kl_warmup_epochs": 5,
+        "optim.schedule": "cosine",
         "latent_dim": 32,
-        "epochs": 100,
+        "epochs": 150,
     },
     # Not a tutorial: that recipe with the VampPrior (Tomczak & Welling 2018), annealed.
     "fashion_binarized_vamp": {
