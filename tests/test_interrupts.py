@@ -55,6 +55,7 @@ def test_sigterm_inside_an_epoch_saves_that_batch_and_the_resumed_run_ends_as_if
         f"stopped: SIGTERM at epoch 2, batch 4 of 8 (global step 12); saved {checkpoint}."
     )
     assert last_line.endswith(resume_command(SHORT, stopped))  # hydra.run.dir= is not a task override
+    assert "weights_only" not in result.stdout + result.stderr  # no Lightning notice about its defaults
     saved = torch.load(checkpoint, weights_only=True)
     assert (saved["epoch"], saved["global_step"], saved[BATCHES_DONE]) == (1, 12, 4)
     assert not (stopped / "metrics.json").exists()  # written only by a run that finished
@@ -75,6 +76,7 @@ def test_ctrl_c_in_an_epochs_last_batch_stops_after_that_epoch_is_saved(data_dir
     result = signalled_training("SIGINT", 7, *SHORT, f"hydra.run.dir={tmp_path}", data_dir=data_dir)
     assert result.returncode == 128 + signal.SIGINT, result.stderr[-3000:]
     assert result.stderr.strip().splitlines()[-1].startswith("stopped: SIGINT at the end of epoch 1; saved ")
+    assert "weights_only" not in result.stdout + result.stderr
     saved = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
     assert (saved["epoch"], saved["global_step"]) == (0, 8) and BATCHES_DONE not in saved
     assert not (tmp_path / "metrics.json").exists()

@@ -59,7 +59,7 @@ class StopOnSignal(pl.Callback):
         if received is None or batch_idx + 1 >= batches:
             return
         self.batches_done = batch_idx + 1
-        trainer.save_checkpoint(self.checkpoint)
+        trainer.save_checkpoint(self.checkpoint, weights_only=False)
         where = f"epoch {trainer.current_epoch + 1}, batch {batch_idx + 1} of {batches}"
         self._stop(received, f"{where} (global step {trainer.global_step})")
 
@@ -67,7 +67,7 @@ class StopOnSignal(pl.Callback):
         received = self._signal(trainer)
         if received is None:
             return
-        trainer.save_checkpoint(self.checkpoint)
+        trainer.save_checkpoint(self.checkpoint, weights_only=False)
         if trainer.current_epoch + 1 < trainer.max_epochs:
             self._stop(received, f"the end of epoch {trainer.current_epoch + 1}")
         raise RunStopped(
