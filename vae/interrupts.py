@@ -59,7 +59,7 @@ class StopOnSignal(pl.Callback):
         if received is None or batch_idx + 1 >= batches:
             return
         self.batches_done = batch_idx + 1
-        trainer.save_checkpoint(self.checkpoint, weights_only=False)
+        self._save(trainer)
         where = f"epoch {trainer.current_epoch + 1}, batch {batch_idx + 1} of {batches}"
         self._stop(received, f"{where} (global step {trainer.global_step})")
 
@@ -67,7 +67,7 @@ class StopOnSignal(pl.Callback):
         received = self._signal(trainer)
         if received is None:
             return
-        trainer.save_checkpoint(self.checkpoint, weights_only=False)
+        self._save(trainer)
         if trainer.current_epoch + 1 < trainer.max_epochs:
             self._stop(received, f"the end of epoch {trainer.current_epoch + 1}")
         raise RunStopped(
@@ -75,6 +75,11 @@ class StopOnSignal(pl.Callback):
             f"Evaluate it with: python -m vae.evaluate ckpt={self.checkpoint}",
             128 + signal.Signals[received].value,
         )
+
+    def _save(self, trainer: pl.Trainer) -> None:
+        """The whole state (optimizer, loops, callbacks) a resume needs; asked for by name, since
+        Lightning announces the default it falls back to."""
+        trainer.save_checkpoint(self.checkpoint, weights_only=False)
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
         if self.batches_done is not None:
