@@ -126,6 +126,7 @@ TUTORIAL_SETTINGS = {
         "objective.free_bits": 0.05,
         "model.residual_blocks": 1,
         "model.activation": "elu",
+        "model.batch_norm": False,
         "optim.schedule": "cosine",
         "latent_dim": 32,
         "epochs": 150,
