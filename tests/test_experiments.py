@@ -131,6 +131,18 @@ TUTORIAL_SETTINGS = {
         "latent_dim": 32,
         "epochs": 150,
     },
+    # Not a tutorial: that recipe cut to about 2 hours on 2 CPU cores without native bf16.
+    "mnist_binarized_resnet_cpu": {
+        "dataset.name": "mnist",
+        "objective.binarize": "dynamic",
+        "objective.free_bits": 0.05,
+        "model.residual_blocks": 1,
+        "model.batch_norm": False,
+        "model.decoder_channels": [64, 16],
+        "optim.schedule": "cosine",
+        "latent_dim": 32,
+        "epochs": 100,
+    },
     # Not a tutorial: the Cartoon Set's first density baseline (bits per dimension).
     "cartoon_density": {
         "dataset.name": "cartoon",
