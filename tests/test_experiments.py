@@ -131,7 +131,7 @@ TUTORIAL_SETTINGS = {
         "latent_dim": 32,
         "epochs": 150,
     },
-    # Not a tutorial: that recipe cut to about 2 hours on 2 CPU cores without native bf16.
+    # Not a tutorial: that recipe cut to about 2 hours on 2 CPU cores without AMX.
     "mnist_binarized_resnet_cpu": {
         "dataset.name": "mnist",
         "objective.binarize": "dynamic",
