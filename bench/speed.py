@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from bench import iwae, own_process, precision, versus_reference
+from bench import iwae, own_process, precision
 from bench.lightning_loop import LightningTrainee, lightning_variants
 from bench.report import (
     PresetResult,
@@ -34,6 +34,7 @@ from bench.report import (
     summary_table,
 )
 from bench.timing import Task, Trainee, measure, training_variants
+from bench.versus_reference import project_run, reference_run
 from bench.workloads import PRESETS, Preset, Workload, load_workload
 
 CONV_PRESET = "conv"  # the net of the IWAE and bf16 accuracy checks (skipped when not benched)
@@ -191,16 +192,11 @@ def own_process_sections(conv: Workload, settings: Settings, threads: int) -> li
 
 
 def reference_sections(epochs: int, rounds: int) -> list[tuple[str, str]]:
-    """The three commands take turns, ``rounds`` times, so that a slow spell of a shared
-    machine lands on all of them; each round's ratios are to that round's script run."""
+    """The script and vae.train take turns, ``rounds`` times, so that a slow spell of a shared
+    machine lands on both; each round's ratio is to that round's script run."""
     print(f"timing pytorch/examples against vae.train, {epochs} epoch(s), {rounds} round(s) ...", flush=True)
-    runs = [
-        [
-            versus_reference.reference_run(epochs),
-            versus_reference.project_run(epochs),  # as the preset runs it: precision=auto
-        ]
-        for _ in range(rounds)
-    ]
+    # vae.train as the preset runs it: precision=auto
+    runs = [[reference_run(epochs), project_run(epochs)] for _ in range(rounds)]
     title = (
         f"pytorch/examples MLP VAE against vae.train, {epochs} epoch(s), wall time from launch "
         f"to exit, {rounds} round(s) taking turns"

@@ -33,7 +33,6 @@ class ProcessRun:
     peak_rss_bytes: int | None
     test_loss: float | None
     returncode: int
-    output: str
 
 
 class ResidentWatch(threading.Thread):
@@ -77,16 +76,14 @@ def reference_run(epochs: int) -> ProcessRun:
     command = [sys.executable, "-m", "bench.reference_mlp", f"--epochs={epochs}"]
     seconds, peak, code, output = run_process(command)
     losses = TEST_LOSS_LINE.findall(output)
-    return ProcessRun(
-        " ".join(command[1:]), seconds, peak, float(losses[-1]) if losses else None, code, output
-    )
+    return ProcessRun(" ".join(command[1:]), seconds, peak, float(losses[-1]) if losses else None, code)
 
 
-def project_run(epochs: int, *overrides: str) -> ProcessRun:
+def project_run(epochs: int) -> ProcessRun:
     """``python -m vae.train experiment=pytorch_examples_mnist`` (the example's settings, all 60k
-    training images) with ``overrides``; the test loss from its ``metrics.json``."""
+    training images); the test loss from its ``metrics.json``."""
     with tempfile.TemporaryDirectory() as run_dir:
-        arguments = ["experiment=pytorch_examples_mnist", f"epochs={epochs}", "accelerator=cpu", *overrides]
+        arguments = ["experiment=pytorch_examples_mnist", f"epochs={epochs}", "accelerator=cpu"]
         command = [sys.executable, "-m", "vae.train", *arguments, f"hydra.run.dir={run_dir}"]
         seconds, peak, code, output = run_process(command)
         metrics_path = Path(run_dir, "metrics.json")
@@ -95,4 +92,4 @@ def project_run(epochs: int, *overrides: str) -> ProcessRun:
             if metrics_path.is_file()
             else None
         )
-    return ProcessRun(" ".join(["-m", "vae.train", *arguments]), seconds, peak, loss, code, output)
+    return ProcessRun(" ".join(["-m", "vae.train", *arguments]), seconds, peak, loss, code)

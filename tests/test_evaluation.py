@@ -134,15 +134,12 @@ def test_a_conditional_models_bounds_are_of_x_given_its_label(make_vae):
 
 
 def test_a_random_subset_is_seeded_and_a_first_one_is_the_start():
-    from vae.data.memory import InMemoryImages
-    from vae.evaluate import evaluation_subset
-
     images = torch.arange(20, dtype=torch.uint8).view(20, 1, 1, 1)
     test_set = InMemoryImages(images, torch.arange(20))
-    first, labels = evaluation_subset(test_set, 5, "first", seed=0)
+    first, labels = evaluate.evaluation_subset(test_set, 5, "first", seed=0)
     assert first.flatten().tolist() == [0, 1, 2, 3, 4] and labels.tolist() == [0, 1, 2, 3, 4]
-    chosen, chosen_labels = evaluation_subset(test_set, 5, "random", seed=3)
-    assert torch.equal(chosen, evaluation_subset(test_set, 5, "random", seed=3)[0])
+    chosen, chosen_labels = evaluate.evaluation_subset(test_set, 5, "random", seed=3)
+    assert torch.equal(chosen, evaluate.evaluation_subset(test_set, 5, "random", seed=3)[0])
     assert chosen.flatten().tolist() == chosen_labels.tolist() != [0, 1, 2, 3, 4]  # images keep their labels
     assert len(set(chosen.flatten().tolist())) == 5
 
