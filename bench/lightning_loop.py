@@ -15,10 +15,10 @@ from dataclasses import replace
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import TQDMProgressBar
 
 from bench.timing import Step, Variant
 from bench.workloads import BATCH_SIZE, Workload
+from vae.callbacks import LossProgressBar, StopOnNonFiniteLoss
 from vae.precision import choose_precision
 
 
@@ -58,12 +58,14 @@ def lightning_variants(workload: Workload) -> list[Variant]:
     switches = "".join(
         (", channels_last" if channels_last else "", ", compile" if config.speed.compile else "")
     )
+    every = config.speed.progress_every
     today = Variant(
-        f"Lightning fit as vae.train runs it ({precision}{switches}), bar every step",
+        f"Lightning fit as vae.train runs it ({precision}{switches}), bar every {every} steps",
         channels_last=channels_last,
         bf16=precision.startswith("bf16"),
         compile=config.speed.compile,
         lightning=True,
+        refresh_rate=every,
     )
     layout = "channels_last + " if conv else ""
     return [
@@ -83,7 +85,8 @@ class LightningTrainee:
     """The variant's model trained by ``trainer.fit`` on the fast loader, a few batches per ``run``.
 
     Like ``vae.train`` without its logger, checkpoints and validation (they run between
-    epochs); ``variant.bf16`` becomes ``precision='bf16-mixed'``.
+    epochs): its progress bar and NaN check, every ``variant.refresh_rate`` steps;
+    ``variant.bf16`` becomes ``precision='bf16-mixed'``.
     """
 
     def __init__(self, variant: Variant, workload: Workload) -> None:
@@ -107,7 +110,11 @@ class LightningTrainee:
                 logger=False,
                 enable_checkpointing=False,
                 enable_model_summary=False,
-                callbacks=[clock, TQDMProgressBar(refresh_rate=self.variant.refresh_rate)],
+                callbacks=[
+                    clock,
+                    StopOnNonFiniteLoss(check_every=self.variant.refresh_rate),
+                    LossProgressBar(refresh_rate=self.variant.refresh_rate),
+                ],
                 log_every_n_steps=self.workload.config.trainer.log_every_n_steps,
             )
             trainer.fit(self.model, train_dataloaders=self.workload.fast_loader())

@@ -319,7 +319,8 @@ def settings_lines(warmup: int, rounds: int, threads: int, others: float | None)
         "step's time beyond a typical step's",
         "- Lightning rows: `trainer.fit` of the same module and loader (a new fit each turn, its first batch "
         "untimed), without logger, checkpoints and validation; 'as vae.train runs it' takes the config's "
-        "`precision`, `channels_last` and `compile` and refreshes the progress bar every step",
+        "`precision`, `channels_last` and `compile`, and its progress bar and NaN check every "
+        "`speed.progress_every` steps, as `vae.train` has them",
         "- Memory: these variants, the baseline included, share one process with glibc's default "
         "allocator, which hands freed memory back and faults it in again each step; `vae.train` keeps it "
         "for reuse (`vae.allocator.keep_freed_memory`), and only processes of their own can differ in that: "

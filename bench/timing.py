@@ -27,7 +27,7 @@ class Variant:
 
     ``fused_adam`` takes Adam's one-kernel CPU implementation (``fused=True``) over the
     default per-parameter loop. ``lightning`` runs the step inside ``trainer.fit`` (see
-    ``bench.lightning_loop``), refreshing the progress bar every ``refresh_rate`` steps.
+    ``bench.lightning_loop``), its progress bar and NaN check every ``refresh_rate`` steps.
     """
 
     name: str
